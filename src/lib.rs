@@ -1,0 +1,11 @@
+//! st2pack: install StackStorm packs without a running StackStorm, and build them into OCI images
+//! that the stackstorm-k8s Helm chart mounts.
+//!
+//! Data flows one way: pack spec -> source -> installed tree -> layers -> image -> target.
+
+pub mod cli;
+pub mod config;
+pub mod install;
+pub mod pack;
+pub mod redact;
+pub mod source;
