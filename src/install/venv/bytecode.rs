@@ -1,0 +1,150 @@
+//! Precompiling a tree to checked-hash `.pyc`.
+//!
+//! The packs and virtualenvs are mounted read-only at run time, so Python can never write bytecode
+//! there: without precompiled `.pyc` every process start recompiles every module. Timestamp-based
+//! `.pyc` would be judged stale as soon as the image builder normalises file times, so only
+//! checked-hash `.pyc` (valid whatever the mtimes) are written, and any other `.pyc` is removed.
+//!
+//! A small driver runs in the target interpreter rather than `compileall -s/-p`, which only exists
+//! from Python 3.9 on (StackStorm 3.8 runs on 3.8): it records the final path in each code object
+//! and reports, rather than fails on, files that do not compile (old packages often ship Python 2
+//! test files, which pip ignores too).
+
+use std::path::Path;
+
+use tokio::process::Command;
+
+use super::VenvError;
+use super::relocate::walk_error;
+
+/// argv: dir, built_at, used_at. Prints `st2pack-failed\t<path>\t<reason>` per file that does not
+/// compile, then `st2pack-compiled\t<count>`.
+const COMPILE_SCRIPT: &str = r#"
+import os, sys, py_compile, importlib.util
+root, built, used = sys.argv[1], sys.argv[2], sys.argv[3]
+mode = py_compile.PycInvalidationMode.CHECKED_HASH
+
+def dest(path):
+    if path == built or path.startswith(built.rstrip(os.sep) + os.sep):
+        return used.rstrip(os.sep) + path[len(built.rstrip(os.sep)):]
+    return path
+
+def compile_one(path):
+    try:
+        py_compile.compile(path, cfile=importlib.util.cache_from_source(path), dfile=dest(path),
+                           doraise=True, invalidation_mode=mode)
+        return None
+    except Exception as exc:
+        lines = [l for l in str(exc).splitlines() if l.strip()]
+        return "%s\t%s" % (dest(path), lines[-1].strip() if lines else type(exc).__name__)
+
+files = []
+for top, dirs, names in os.walk(root):
+    dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+    files.extend(os.path.join(top, n) for n in sorted(names) if n.endswith(".py"))
+
+workers = min(os.cpu_count() or 1, 8)
+if workers > 1 and len(files) > 100:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        results = list(pool.map(compile_one, files, chunksize=32))
+else:
+    results = [compile_one(f) for f in files]
+out = sys.stdout
+for failure in results:
+    if failure:
+        out.write("st2pack-failed\t%s\n" % failure.replace("\n", " "))
+out.write("st2pack-compiled\t%d\n" % len(files))
+"#;
+
+/// Compiles every `.py` under `dir` to checked-hash `.pyc`, recording paths under `built_at` as
+/// under `used_at` (like `compileall -s built_at -p used_at`), then deletes every other `.pyc`.
+///
+/// Returns a warning per file that does not compile. Interpreters older than 3.7 have no
+/// hash-based `.pyc`: there, stale `.pyc` are removed and a warning says nothing was compiled.
+pub async fn compile_bytecode(
+    python: &Path,
+    dir: &Path,
+    built_at: &Path,
+    used_at: &Path,
+) -> Result<Vec<String>, VenvError> {
+    let compile_error = |detail: String| VenvError::Compile {
+        python: python.to_path_buf(),
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let mut cmd = Command::new(python);
+    // -I: neither the environment nor the current directory (a pack's own dir) shadows stdlib.
+    cmd.args(["-I", "-c", COMPILE_SCRIPT])
+        .arg(dir)
+        .arg(built_at)
+        .arg(used_at);
+    super::installer::sanitize(&mut cmd, dir);
+    let output = cmd
+        .output()
+        .await
+        .map_err(|e| compile_error(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    let mut warnings = Vec::new();
+    if !output.status.success() || !stdout.contains("st2pack-compiled\t") {
+        if stderr.contains("PycInvalidationMode") {
+            warnings.push(format!(
+                "{} is older than Python 3.7, which introduced hash-based .pyc, so no bytecode was \
+                 precompiled for {}: its modules will be compiled at every start",
+                python.display(),
+                used_at.display()
+            ));
+        } else {
+            return Err(compile_error(format!(
+                "{}:\n{}",
+                output.status,
+                super::installer::output_tail(&output.stdout, &output.stderr, 20)
+            )));
+        }
+    }
+    for line in stdout.lines() {
+        if let Some(failure) = line.strip_prefix("st2pack-failed\t") {
+            let (file, reason) = failure.split_once('\t').unwrap_or((failure, ""));
+            warnings.push(format!("{file} was not byte-compiled: {reason}"));
+        }
+    }
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || remove_stale_pyc(&dir))
+        .await
+        .map_err(|e| compile_error(e.to_string()))??;
+    Ok(warnings)
+}
+
+/// Flags of a checked-hash `.pyc` (PEP 552): bit 0 hash-based, bit 1 check source.
+const CHECKED_HASH: u32 = 0b11;
+
+/// Deletes every `.pyc` under `dir` that is not checked-hash.
+pub(crate) fn remove_stale_pyc(dir: &Path) -> Result<(), VenvError> {
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(|e| walk_error(dir, e))?;
+        let path = entry.path();
+        if !entry.file_type().is_file() || path.extension().is_none_or(|e| e != "pyc") {
+            continue;
+        }
+        if pyc_flags(path) != Some(CHECKED_HASH) {
+            std::fs::remove_file(path).map_err(|e| VenvError::io("remove", path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The PEP 552 flags word of a `.pyc`, if it has a full header.
+pub(crate) fn pyc_flags(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    Some(u32::from_le_bytes([
+        header[4], header[5], header[6], header[7],
+    ]))
+}

@@ -1,0 +1,384 @@
+//! The built-virtualenv cache: the main speed lever.
+//!
+//! Building a venv means resolving and installing packages; copying a finished one is a few
+//! hundred milliseconds. An entry is keyed by a hash of every input that can change the result, and
+//! holds a venv that is already relocated and compiled for its final path (which is in the key).
+//!
+//! Layout: `<cache_dir>/<key>/venv/` plus `<cache_dir>/<key>/entry.json`. An entry is written to a
+//! `.tmp-*` directory beside it and renamed into place, so a killed or concurrent run never leaves
+//! a half entry under a key; leftovers of killed runs are swept after a day.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::installer::{self, BASE_REQUIREMENT, SEEDS};
+use super::relocate::walk_error;
+use super::{VenvError, VenvSpec};
+
+/// Bump when the layout of a built venv or of an entry changes.
+const KEY_FORMAT: &str = "st2pack-venv-cache-1";
+
+/// Environment variables that choose where packages come from.
+const INDEX_ENV: [&str; 13] = [
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_CONSTRAINT",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+];
+
+const ENTRY_FILE: &str = "entry.json";
+const VENV_DIR: &str = "venv";
+const TMP_PREFIX: &str = ".tmp-";
+const STALE_TMP_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// What an entry records beside its venv.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct EntryMeta {
+    pub key: String,
+    pub python_version: String,
+    pub installer: String,
+    pub warnings: Vec<String>,
+}
+
+struct Hasher(Sha256);
+
+impl Hasher {
+    /// Length-prefixed so that no two different field sequences hash alike.
+    fn field(&mut self, name: &str, value: &[u8]) {
+        self.0.update((name.len() as u64).to_le_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value);
+    }
+
+    fn path(&mut self, name: &str, value: Option<&Path>) {
+        match value {
+            Some(path) => self.field(name, path.as_os_str().as_bytes()),
+            None => self.field(name, b"\0none"),
+        }
+    }
+}
+
+/// The cache key for `spec` when built with `engine` (`"uv"` or `"pip"`).
+pub(crate) fn key_for(spec: &VenvSpec, engine: &str) -> Result<String, VenvError> {
+    let mut h = Hasher(Sha256::new());
+    h.field("format", KEY_FORMAT.as_bytes());
+    h.field("tool", env!("CARGO_PKG_VERSION").as_bytes());
+    // The venv links to `path` and records its directory; `real_path` is the binary behind it.
+    h.path("python.path", Some(&spec.python.path));
+    h.path("python.real_path", Some(&spec.python.real_path));
+    h.field("python.version", spec.python.version.as_bytes());
+    h.field("installer", engine.as_bytes());
+    for seed in &SEEDS {
+        h.field("seed", seed.requirement.as_bytes());
+    }
+    let base = if spec.base_requirements {
+        BASE_REQUIREMENT
+    } else {
+        ""
+    };
+    h.field("base_requirements", base.as_bytes());
+    h.field(
+        "system_site_packages",
+        if spec.system_site_packages {
+            b"1"
+        } else {
+            b"0"
+        },
+    );
+    h.path("st2_site_packages", spec.st2_site_packages.as_deref());
+    h.path("final_dir", Some(&spec.final_dir));
+    match &spec.requirements {
+        Some(path) => hash_requirements(&mut h, path, 0, &mut Vec::new())?,
+        None => h.field("requirements", b"\0none"),
+    }
+    h.path("wheelhouse", spec.wheelhouse.as_deref());
+    if let Some(dir) = &spec.wheelhouse {
+        for (name, size) in installer::wheelhouse_listing(dir)? {
+            h.field("wheel", name.as_bytes());
+            h.field("size", &size.to_le_bytes());
+        }
+    }
+    for name in INDEX_ENV {
+        match std::env::var_os(name) {
+            Some(value) => h.field(name, value.as_bytes()),
+            None => h.field(name, b"\0unset"),
+        }
+    }
+    Ok(hex::encode(h.0.finalize()))
+}
+
+/// Hashes a requirements file and the files it includes with `-r`/`-c` (relative to itself).
+fn hash_requirements(
+    h: &mut Hasher,
+    path: &Path,
+    depth: usize,
+    seen: &mut Vec<PathBuf>,
+) -> Result<(), VenvError> {
+    let content = match std::fs::read(path) {
+        Ok(content) => content,
+        // The top-level file must exist; a missing include is the installer's to report.
+        Err(source) if depth == 0 => {
+            return Err(VenvError::Requirements {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Err(_) => {
+            h.path("missing-include", Some(path));
+            return Ok(());
+        }
+    };
+    h.field("requirements", &content);
+    if depth >= 8 || seen.iter().any(|p| p == path) {
+        return Ok(());
+    }
+    seen.push(path.to_path_buf());
+    let base = path.parent().unwrap_or(Path::new("."));
+    for line in String::from_utf8_lossy(&content).lines() {
+        if let Some(include) = included_file(line) {
+            hash_requirements(h, &base.join(include), depth + 1, seen)?;
+        }
+    }
+    Ok(())
+}
+
+fn included_file(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let long = line
+        .strip_prefix("--requirement")
+        .or_else(|| line.strip_prefix("--constraint"));
+    let rest = match long {
+        // A long option needs `=` or a blank before its value; `-rfile` is fine for pip.
+        Some(rest) if rest.starts_with(['=', ' ', '\t']) => rest,
+        Some(_) => return None,
+        None => line
+            .strip_prefix("-r")
+            .or_else(|| line.strip_prefix("-c"))?,
+    };
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix('=').unwrap_or(rest);
+    let file = rest.split(" #").next().unwrap_or(rest).trim();
+    (!file.is_empty() && !file.contains("://")).then_some(file)
+}
+
+fn entry_dir(cache_dir: &Path, key: &str) -> PathBuf {
+    cache_dir.join(key)
+}
+
+/// The entry for `key`, if a complete one exists.
+pub(crate) fn lookup(cache_dir: &Path, key: &str) -> Option<EntryMeta> {
+    let dir = entry_dir(cache_dir, key);
+    let meta: EntryMeta =
+        serde_json::from_slice(&std::fs::read(dir.join(ENTRY_FILE)).ok()?).ok()?;
+    (meta.key == key && dir.join(VENV_DIR).join("pyvenv.cfg").is_file()).then_some(meta)
+}
+
+/// Copies the entry's venv into `build_dir` (which must be empty).
+pub(crate) fn restore(cache_dir: &Path, key: &str, build_dir: &Path) -> Result<(), VenvError> {
+    copy_tree(&entry_dir(cache_dir, key).join(VENV_DIR), build_dir)
+}
+
+/// Stores the finished venv in `build_dir` under `key`. An existing entry is kept unless
+/// `replace`, in which case it is swapped out for this one.
+pub(crate) fn store(
+    cache_dir: &Path,
+    build_dir: &Path,
+    meta: &EntryMeta,
+    replace: bool,
+) -> Result<(), VenvError> {
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|e| VenvError::io("create cache directory", cache_dir, e))?;
+    sweep_stale_tmp(cache_dir);
+    let target = entry_dir(cache_dir, &meta.key);
+    if !replace && lookup(cache_dir, &meta.key).is_some() {
+        return Ok(());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .tempdir_in(cache_dir)
+        .map_err(|e| VenvError::io("create a directory in", cache_dir, e))?;
+    copy_tree(build_dir, &tmp.path().join(VENV_DIR))?;
+    let json = serde_json::to_vec_pretty(meta).map_err(|e| {
+        VenvError::io(
+            "write",
+            tmp.path().join(ENTRY_FILE),
+            std::io::Error::other(e),
+        )
+    })?;
+    std::fs::write(tmp.path().join(ENTRY_FILE), json)
+        .map_err(|e| VenvError::io("write", tmp.path().join(ENTRY_FILE), e))?;
+
+    if std::fs::rename(tmp.path(), &target).is_ok() {
+        return Ok(());
+    }
+    // The key is taken: by a concurrent run (keep theirs) or an entry being replaced.
+    if !replace && lookup(cache_dir, &meta.key).is_some() {
+        return Ok(());
+    }
+    let old = tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .tempdir_in(cache_dir)
+        .map_err(|e| VenvError::io("create a directory in", cache_dir, e))?;
+    let old_entry = old.path().join("old");
+    std::fs::rename(&target, &old_entry)
+        .map_err(|e| VenvError::io("move aside old cache entry", &target, e))?;
+    std::fs::rename(tmp.path(), &target)
+        .map_err(|e| VenvError::io("store cache entry", &target, e))?;
+    Ok(())
+}
+
+/// Removes `.tmp-*` directories that killed runs left behind long ago.
+fn sweep_stale_tmp(cache_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .as_bytes()
+            .starts_with(TMP_PREFIX.as_bytes())
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > STALE_TMP_AGE);
+        if stale {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Copies `src` into `dst` (created if missing): symlinks stay symlinks, files are copied (never
+/// hard-linked) with their modes, directories get their modes once filled.
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), VenvError> {
+    std::fs::create_dir_all(dst).map_err(|e| VenvError::io("create", dst, e))?;
+    let mut dir_modes = Vec::new();
+    for entry in walkdir::WalkDir::new(src).follow_links(false) {
+        let entry = entry.map_err(|e| walk_error(src, e))?;
+        let from = entry.path();
+        let rel = from.strip_prefix(src).unwrap_or(from);
+        let to = dst.join(rel);
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            if !rel.as_os_str().is_empty() {
+                match std::fs::create_dir(&to) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(VenvError::io("create", &to, e));
+                    }
+                    _ => {}
+                }
+            }
+            let mode = entry
+                .metadata()
+                .map_err(|e| walk_error(src, e))?
+                .permissions()
+                .mode();
+            dir_modes.push((to, mode));
+        } else if file_type.is_symlink() {
+            let target =
+                std::fs::read_link(from).map_err(|e| VenvError::io("read link", from, e))?;
+            std::os::unix::fs::symlink(&target, &to)
+                .map_err(|e| VenvError::io("create link", &to, e))?;
+        } else if file_type.is_file() {
+            std::fs::copy(from, &to).map_err(|e| VenvError::io("copy to", &to, e))?;
+        }
+        // Sockets and fifos have no place in a venv: skipped.
+    }
+    // Deepest first, so a read-only directory is not closed before its children are written.
+    for (dir, mode) in dir_modes.into_iter().rev() {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| VenvError::io("set permissions of", &dir, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_included_files() {
+        assert_eq!(included_file("-r base.txt"), Some("base.txt"));
+        assert_eq!(included_file("-rbase.txt"), Some("base.txt"));
+        assert_eq!(included_file("--requirement=base.txt"), Some("base.txt"));
+        assert_eq!(included_file("--constraint c.txt  # pinned"), Some("c.txt"));
+        assert_eq!(included_file("requests>=2"), None);
+        assert_eq!(included_file("-r https://example.com/r.txt"), None);
+        assert_eq!(included_file("--requirementx"), None);
+    }
+
+    #[test]
+    fn copies_trees_with_links_and_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(src.join("bin")).unwrap();
+        std::fs::write(src.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(src.join("bin/tool"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("tool", src.join("bin/alias")).unwrap();
+        std::os::unix::fs::symlink("bin", src.join("bin64")).unwrap();
+        let dst = tmp.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        let mode = std::fs::metadata(dst.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            std::fs::read_link(dst.join("bin/alias")).unwrap(),
+            Path::new("tool")
+        );
+        assert_eq!(
+            std::fs::read_link(dst.join("bin64")).unwrap(),
+            Path::new("bin")
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(dst.join("bin/tool")).unwrap().nlink(), 1);
+    }
+
+    #[test]
+    fn store_and_lookup_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let venv = tmp.path().join("venv");
+        std::fs::create_dir_all(&venv).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        let cache = tmp.path().join("cache");
+        let meta = EntryMeta {
+            key: "k1".into(),
+            python_version: "3.11.7".into(),
+            installer: "uv".into(),
+            warnings: vec!["w".into()],
+        };
+        assert!(lookup(&cache, "k1").is_none());
+        store(&cache, &venv, &meta, false).unwrap();
+        assert_eq!(lookup(&cache, "k1"), Some(meta.clone()));
+        // Replacing swaps the entry and leaves no temporary directory behind.
+        std::fs::write(venv.join("new"), "x").unwrap();
+        store(&cache, &venv, &meta, true).unwrap();
+        let out = tmp.path().join("out");
+        restore(&cache, "k1", &out).unwrap();
+        assert!(out.join("new").is_file());
+        let names: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["k1"]);
+    }
+}
