@@ -1,0 +1,37 @@
+//! The command-line edge shared by both binaries: argument definitions, exit codes, and the
+//! guarantee that a user never sees a panic or a backtrace.
+
+pub mod install;
+
+/// Everything asked for was done.
+pub const EXIT_OK: i32 = 0;
+/// The operation failed (some pack did not install, a push failed).
+pub const EXIT_FAILED: i32 = 1;
+/// Bad usage or bad input: nothing was attempted.
+pub const EXIT_USAGE: i32 = 2;
+
+/// Replaces Rust's panic message and backtrace with one line that says what to do.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error{location}: {message}\n  this is a bug in st2pack; please report it with the command you ran"
+        );
+    }));
+}
+
+/// Runs `main`, turning a panic into exit code 1 after the hook above has printed it.
+pub fn run_guarded(main: impl FnOnce() -> i32 + std::panic::UnwindSafe) -> ! {
+    install_panic_hook();
+    let code = std::panic::catch_unwind(main).unwrap_or(EXIT_FAILED);
+    std::process::exit(code)
+}

@@ -1,0 +1,490 @@
+//! Orchestration of one install run (see the module docs of `install`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+use super::fetch::{FetchContext, FetchedPack, fetch_pack};
+use super::lock::{self, LockError};
+use super::place::PlaceError;
+use super::progress::Progress;
+use super::provenance::{Provenance, VirtualenvRecord};
+use super::resolve::{Candidate, Decision, resolve};
+use super::venv::{self, PythonInfo, VenvError, VenvSpec};
+use super::{InstallOptions, InstallReport, PackOutcome, Status};
+use crate::pack::name::is_system_pack;
+use crate::pack::spec::{PackSource, PackSpec};
+use crate::source::git::GitOptions;
+
+/// Errors that stop a run before any pack is attempted.
+#[derive(Debug, Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Python(VenvError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(
+        "cannot prepare the install directories: {0}\n  check that they exist or can be created, and are writable"
+    )]
+    Place(#[from] PlaceError),
+}
+
+impl InstallError {
+    /// Exit code: 2 for what the user can fix in the command line, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InstallError::Python(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// A fetched pack and the requests that install its dependencies, or why the fetch failed.
+type FetchResult = Result<(FetchedPack, Vec<usize>), String>;
+
+/// One request: a spec, and who asked for it.
+struct Request {
+    spec: PackSpec,
+    requested_by: Vec<String>,
+}
+
+/// Installs `specs` and their dependencies. Per-pack failures are in the report; only problems
+/// that prevent any install (no interpreter, lock timeout, unusable directories) are errors.
+pub async fn install(
+    options: &InstallOptions,
+    specs: &[PackSpec],
+) -> Result<InstallReport, InstallError> {
+    let python = venv::probe_python(&options.python)
+        .await
+        .map_err(InstallError::Python)?;
+    let targets = options.targets.clone();
+    targets.create()?;
+    let lock_dir = targets.packs_dir.clone();
+    let timeout = options.lock_timeout;
+    let _lock = tokio::task::spawn_blocking(move || lock::acquire(&lock_dir, timeout))
+        .await
+        .map_err(|e| PlaceError {
+            path: targets.packs_dir.clone(),
+            message: e.to_string(),
+        })??;
+    let notes = targets.recover()?;
+
+    let progress = Progress::new(options.verbose);
+    for note in &notes {
+        progress.println(note);
+    }
+    let context = FetchContext::new(
+        options.index.clone(),
+        GitOptions {
+            cache_dir: options.cache_dir.clone(),
+            verify_ssl: options.verify_ssl,
+        },
+        options.keep_git,
+        options.force,
+        options.st2_version.clone(),
+    );
+    let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
+
+    let (requests, fetched) = fetch_all(options, &context, specs, &limit, &progress).await;
+    let specs_shown: Vec<String> = requests.iter().map(|r| r.spec.to_string()).collect();
+    let requested_by: Vec<Vec<String>> = requests.iter().map(|r| r.requested_by.clone()).collect();
+    let candidates: Vec<Result<Candidate, String>> = fetched
+        .iter()
+        .map(|f| match f {
+            Ok((pack, deps)) => Ok(candidate(pack, deps.clone())),
+            Err(message) => Err(message.clone()),
+        })
+        .collect();
+    let resolution = resolve(&specs_shown, &requested_by, &candidates);
+    // Each request's dependencies, as the requests that actually install them.
+    let dependencies: Vec<Vec<usize>> = fetched
+        .iter()
+        .map(|f| match f {
+            Ok((_, deps)) => deps
+                .iter()
+                .map(|&d| match resolution.decisions[d] {
+                    Decision::SameAs(target) => target,
+                    _ => d,
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        })
+        .collect();
+
+    let mut outcomes: Vec<Option<PackOutcome>> = vec![None; requests.len()];
+    let mut chosen: HashMap<usize, FetchedPack> = HashMap::new();
+    for (index, (decision, fetch)) in resolution.decisions.iter().zip(fetched).enumerate() {
+        let base = blank_outcome(&specs_shown[index], &requested_by[index]);
+        match (decision, fetch) {
+            (Decision::Chosen, Ok((pack, _))) => {
+                chosen.insert(index, pack);
+            }
+            (Decision::SameAs(_), Ok((pack, _))) => {
+                let _ = pack.txn.abandon();
+            }
+            (Decision::Failed(message), fetch) => {
+                let warnings = match fetch {
+                    Ok((pack, _)) => {
+                        let mut outcome = outcome_of(&pack, base.clone());
+                        let _ = pack.txn.abandon();
+                        outcome.status = Status::Failed;
+                        outcome.error = Some(message.clone());
+                        outcomes[index] = Some(outcome);
+                        continue;
+                    }
+                    Err(_) => Vec::new(),
+                };
+                outcomes[index] = Some(PackOutcome {
+                    status: Status::Failed,
+                    error: Some(message.clone()),
+                    warnings,
+                    ..base
+                });
+            }
+            (_, Err(message)) => {
+                outcomes[index] = Some(PackOutcome {
+                    status: Status::Failed,
+                    error: Some(message),
+                    ..base
+                });
+            }
+        }
+    }
+
+    // Build every chosen pack's virtualenv concurrently.
+    let builds = chosen.into_iter().map(|(index, pack)| {
+        let limit = limit.clone();
+        let python = &python;
+        let progress = &progress;
+        async move {
+            let _permit = limit.acquire().await;
+            progress.step(format!("building virtualenv for {}", pack.name));
+            let result = prepare(options, python, &pack).await;
+            progress.done();
+            (index, pack, result)
+        }
+    });
+    let mut prepared: HashMap<usize, (FetchedPack, Result<Prepared, String>)> = join_all(builds)
+        .await
+        .into_iter()
+        .map(|(index, pack, result)| (index, (pack, result)))
+        .collect();
+
+    // Commit, dependencies first; a pack whose dependency failed now is not committed either.
+    for index in resolution.commit_order {
+        let Some((pack, result)) = prepared.remove(&index) else {
+            continue;
+        };
+        let base = outcome_of(
+            &pack,
+            blank_outcome(&specs_shown[index], &requested_by[index]),
+        );
+        let failed_dep = dependencies[index].iter().find(|&&d| {
+            outcomes[d]
+                .as_ref()
+                .is_some_and(|o| o.status == Status::Failed)
+        });
+        let outcome = match (result, failed_dep) {
+            (Ok(prepared), None) => finish(pack, prepared, base),
+            (Ok(_), Some(&dep)) => {
+                let _ = pack.txn.abandon();
+                failed(
+                    base,
+                    format!("its dependency {} could not be installed", specs_shown[dep]),
+                )
+            }
+            (Err(message), _) => {
+                let _ = pack.txn.abandon();
+                failed(base, message)
+            }
+        };
+        outcomes[index] = Some(outcome);
+    }
+    progress.finish();
+
+    Ok(InstallReport {
+        packs_dir: options.targets.packs_dir.clone(),
+        virtualenvs_dir: options.targets.virtualenvs_dir.clone(),
+        packs: outcomes.into_iter().flatten().collect(),
+        notes,
+    })
+}
+
+/// Fetches the requested specs and, wave by wave, their dependencies. Each distinct spec is
+/// fetched once, however many packs ask for it.
+async fn fetch_all(
+    options: &InstallOptions,
+    context: &FetchContext,
+    specs: &[PackSpec],
+    limit: &Arc<Semaphore>,
+    progress: &Progress,
+) -> (Vec<Request>, Vec<FetchResult>) {
+    let mut requests: Vec<Request> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    let mut add =
+        |spec: &PackSpec, requester: &str, requests: &mut Vec<Request>| -> (usize, bool) {
+            if let Some(&existing) = index_of.get(&spec.raw) {
+                if !requests[existing]
+                    .requested_by
+                    .iter()
+                    .any(|r| r == requester)
+                {
+                    requests[existing].requested_by.push(requester.to_string());
+                }
+                return (existing, false);
+            }
+            index_of.insert(spec.raw.clone(), requests.len());
+            requests.push(Request {
+                spec: spec.clone(),
+                requested_by: vec![requester.to_string()],
+            });
+            (requests.len() - 1, true)
+        };
+    let mut wave: Vec<usize> = specs
+        .iter()
+        .filter_map(|s| {
+            Some(add(s, "command line", &mut requests))
+                .filter(|a| a.1)
+                .map(|a| a.0)
+        })
+        .collect();
+    let mut results: Vec<Option<FetchResult>> = Vec::new();
+    while !wave.is_empty() {
+        results.resize_with(requests.len(), || None);
+        let fetches = wave.iter().map(|&index| {
+            let spec = requests[index].spec.clone();
+            let limit = limit.clone();
+            async move {
+                let _permit = limit.acquire().await;
+                progress.step(format!("fetching {spec}"));
+                let result = fetch_pack(context, &options.targets, &spec).await;
+                progress.done();
+                (index, result)
+            }
+        });
+        let mut next = Vec::new();
+        for (index, result) in join_all(fetches).await {
+            let result = result.and_then(|pack| {
+                let mut deps = Vec::new();
+                if !options.skip_dependencies {
+                    let dep_specs = match pack.manifest.dependency_specs() {
+                        Ok(specs) => specs,
+                        Err(e) => {
+                            let message = e.to_string();
+                            let _ = pack.txn.abandon();
+                            return Err(message);
+                        }
+                    };
+                    for dep in dep_specs.iter().filter(|d| !is_system_dependency(d)) {
+                        let (dep_index, new) = add(dep, pack.name.as_str(), &mut requests);
+                        deps.push(dep_index);
+                        if new {
+                            next.push(dep_index);
+                        }
+                    }
+                }
+                Ok((pack, deps))
+            });
+            results[index] = Some(result);
+        }
+        wave = next;
+    }
+    results.resize_with(requests.len(), || None);
+    let results = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("internal error: request was never fetched".to_string())))
+        .collect();
+    (requests, results)
+}
+
+/// The packs shipped with StackStorm count as present.
+fn is_system_dependency(spec: &PackSpec) -> bool {
+    matches!(&spec.source, PackSource::Exchange { name } if is_system_pack(name))
+}
+
+fn candidate(pack: &FetchedPack, deps: Vec<usize>) -> Candidate {
+    let identity = pack
+        .commit
+        .clone()
+        .or_else(|| pack.content_digest.clone())
+        .unwrap_or_default();
+    let describe = match (&pack.reference, &pack.commit) {
+        (Some(reference), Some(commit)) => format!(
+            "version {} ({reference}, commit {}) from {}",
+            pack.manifest.version,
+            &commit[..commit.len().min(12)],
+            pack.source
+        ),
+        _ => format!("version {} from {}", pack.manifest.version, pack.source),
+    };
+    Candidate {
+        name: pack.name.to_string(),
+        identity,
+        pinned: pack.pinned,
+        describe,
+        deps,
+    }
+}
+
+/// A pack ready to commit: virtualenv built (or found unchanged in place).
+enum Prepared {
+    Build {
+        python_version: String,
+        from_cache: bool,
+        warnings: Vec<String>,
+    },
+    Unchanged {
+        python_version: String,
+    },
+}
+
+async fn prepare(
+    options: &InstallOptions,
+    python: &PythonInfo,
+    pack: &FetchedPack,
+) -> Result<Prepared, String> {
+    let name = pack.name.as_str();
+    let staged = pack.txn.staged_pack();
+    let requirements = staged.join("requirements.txt");
+    let spec = VenvSpec {
+        python: python.clone(),
+        installer: options.installer,
+        final_dir: options.virtualenvs_runtime_dir.join(name),
+        requirements: requirements.is_file().then_some(requirements),
+        base_requirements: options.base_requirements,
+        system_site_packages: options.system_site_packages,
+        st2_site_packages: options.st2_site_packages.clone(),
+        wheelhouse: options.wheelhouse.clone(),
+        cache_dir: Some(options.cache_dir.join("virtualenvs")),
+        rebuild: options.force,
+    };
+    let key = venv::venv_key(&spec).map_err(|e| e.to_string())?;
+    let provenance = Provenance {
+        name: name.to_string(),
+        version: pack.manifest.version.clone(),
+        source: pack.source.clone(),
+        r#ref: pack.reference.clone(),
+        commit: pack.commit.clone(),
+        content_digest: pack.content_digest.clone(),
+        virtualenv: VirtualenvRecord {
+            key,
+            python_version: python.version.clone(),
+        },
+    };
+    let installed_pack = options.targets.packs_dir.join(name);
+    let installed_venv = options.targets.virtualenvs_dir.join(name);
+    let unchanged = !options.force
+        && Provenance::read(&installed_pack).is_some_and(|old| old.same_install_as(&provenance))
+        && venv::is_intact(&installed_venv);
+    if unchanged {
+        return Ok(Prepared::Unchanged {
+            python_version: python.version.clone(),
+        });
+    }
+
+    let built = venv::build_venv(&spec, &pack.txn.staged_venv())
+        .await
+        .map_err(|e| format!("virtualenv for pack {name} failed: {e}"))?;
+    let mut warnings = built.warnings.clone();
+    keep_config(&installed_pack, &staged)
+        .map_err(|e| format!("{}: {e}", installed_pack.display()))?;
+    provenance
+        .write(&staged)
+        .map_err(|e| format!("{}: {e}", staged.display()))?;
+    // A pack's Python files are compiled like its virtualenv, so a read-only volume never needs
+    // bytecode written at run time. Files that do not compile (Python 2 syntax in an old
+    // action) only warn, as pip does.
+    let used_at = options.packs_runtime_dir.join(name);
+    match venv::compile_bytecode(&python.path, &staged, &staged, &used_at).await {
+        Ok(compile_warnings) => warnings.extend(compile_warnings),
+        Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
+    }
+    Ok(Prepared::Build {
+        python_version: built.python_version,
+        from_cache: built.from_cache,
+        warnings,
+    })
+}
+
+/// Keeps the user's in-pack `config.yaml` from the previous install, unless the new version
+/// ships its own.
+fn keep_config(installed_pack: &Path, staged: &Path) -> std::io::Result<()> {
+    let old = installed_pack.join("config.yaml");
+    let new = staged.join("config.yaml");
+    if old.is_file() && !new.exists() {
+        std::fs::copy(&old, &new)?;
+    }
+    Ok(())
+}
+
+fn finish(pack: FetchedPack, prepared: Prepared, base: PackOutcome) -> PackOutcome {
+    let name = pack.name.to_string();
+    match prepared {
+        Prepared::Unchanged { python_version } => {
+            let _ = pack.txn.abandon();
+            PackOutcome {
+                status: Status::Unchanged,
+                python_version: Some(python_version),
+                ..base
+            }
+        }
+        Prepared::Build {
+            python_version,
+            from_cache,
+            warnings,
+        } => match pack.txn.commit(&name) {
+            Ok(()) => {
+                let mut outcome = PackOutcome {
+                    status: Status::Installed,
+                    python_version: Some(python_version),
+                    virtualenv_from_cache: from_cache,
+                    ..base
+                };
+                outcome.warnings.extend(warnings);
+                outcome
+            }
+            Err(e) => failed(base, format!("could not move pack {name} into place: {e}")),
+        },
+    }
+}
+
+fn failed(base: PackOutcome, message: String) -> PackOutcome {
+    PackOutcome {
+        status: Status::Failed,
+        error: Some(message),
+        ..base
+    }
+}
+
+fn blank_outcome(spec: &str, requested_by: &[String]) -> PackOutcome {
+    PackOutcome {
+        spec: spec.to_string(),
+        requested_by: requested_by.to_vec(),
+        status: Status::Failed,
+        name: None,
+        version: None,
+        source: None,
+        r#ref: None,
+        commit: None,
+        python_version: None,
+        virtualenv_from_cache: false,
+        error: None,
+        warnings: Vec::new(),
+    }
+}
+
+fn outcome_of(pack: &FetchedPack, base: PackOutcome) -> PackOutcome {
+    PackOutcome {
+        name: Some(pack.name.to_string()),
+        version: Some(pack.manifest.version.clone()),
+        source: Some(pack.source.clone()),
+        r#ref: pack.reference.clone(),
+        commit: pack.commit.clone(),
+        warnings: pack.warnings.clone(),
+        ..base
+    }
+}

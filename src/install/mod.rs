@@ -1,0 +1,120 @@
+//! The install engine shared by `st2-pack-install` and `st2pack install`/`build`.
+//!
+//! A run goes: probe the interpreter, take the lock, recover anything a killed run left, fetch
+//! every requested pack and its dependencies into staging, choose one version per pack, build
+//! the virtualenvs concurrently, then commit each pack atomically, dependencies first.
+
+mod engine;
+pub mod fetch;
+pub mod lock;
+pub mod place;
+pub mod progress;
+pub mod provenance;
+pub mod resolve;
+pub mod venv;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use engine::{InstallError, install};
+
+use crate::source::index::IndexOptions;
+use place::Targets;
+use venv::Installer;
+
+/// Everything an install run needs to know, already resolved from flags, st2.conf and defaults.
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    pub targets: Targets,
+    /// Where the packs will be found when used: differs from `targets` when installing into an
+    /// image root that is mounted elsewhere (`st2pack build`). Bytecode and scripts refer to it.
+    pub packs_runtime_dir: PathBuf,
+    pub virtualenvs_runtime_dir: PathBuf,
+    pub python: PathBuf,
+    pub installer: Installer,
+    pub index: IndexOptions,
+    pub cache_dir: PathBuf,
+    pub verify_ssl: bool,
+    pub force: bool,
+    pub skip_dependencies: bool,
+    pub keep_git: bool,
+    pub base_requirements: bool,
+    pub system_site_packages: bool,
+    pub st2_site_packages: Option<PathBuf>,
+    pub wheelhouse: Option<PathBuf>,
+    pub st2_version: Option<semver::Version>,
+    pub jobs: usize,
+    pub lock_timeout: Duration,
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Installed,
+    /// Same commit, requirements and interpreter as the install already in place: skipped.
+    Unchanged,
+    Failed,
+}
+
+/// What happened to one pack (or to one spec that never became a pack).
+#[derive(Debug, Clone, Serialize)]
+pub struct PackOutcome {
+    /// The spec as typed (credentials removed).
+    pub spec: String,
+    /// `command line`, or the packs whose `dependencies` asked for it.
+    pub requested_by: Vec<String>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub python_version: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub virtualenv_from_cache: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    pub packs_dir: PathBuf,
+    pub virtualenvs_dir: PathBuf,
+    pub packs: Vec<PackOutcome>,
+    /// Things the run did on its own, such as rolling back an interrupted install.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl InstallReport {
+    pub fn failures(&self) -> impl Iterator<Item = &PackOutcome> {
+        self.packs.iter().filter(|p| p.status == Status::Failed)
+    }
+
+    pub fn all_succeeded(&self) -> bool {
+        self.failures().next().is_none()
+    }
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/st2pack` or `~/.cache/st2pack`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("st2pack")
+}
+
+/// Default number of concurrent fetches and virtualenv builds: the number of CPUs.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
