@@ -1,0 +1,9 @@
+//! Shared test harness: real git repositories made from the fixture packs, a real HTTP server
+//! and `git daemon` on 127.0.0.1, offline wheelhouses, and a runner for the real binaries.
+
+#![allow(dead_code)]
+
+pub mod repos;
+pub mod run;
+pub mod servers;
+pub mod wheel;
