@@ -1,10 +1,10 @@
 //! StackStorm's `st2.conf`, read the way StackStorm reads it, plus `ST2_<GROUP>__<OPTION>` overrides.
 //!
 //! `st2-pack-install` must put packs and virtualenvs where the st2 services will look, so it honours
-//! the same file and options they do. The file is an oslo.config INI file, whose rules differ from
-//! both Python's `configparser` and common INI crates (indented lines continue the previous value,
-//! `:` works like `=`, matching quotes are stripped, `[DEFAULT]` is an ordinary group, inline `#` is
-//! part of the value), so this module parses it itself rather than approximating with `rust-ini`.
+//! the same file and options they do. The file is an oslo.config INI file; it is parsed with the
+//! `configparser` crate in its Python-`configparser`-like mode (multi-line values, case-sensitive
+//! option names, `:` or `=`, `#`/`;` comment lines, no inline comments), plus a few thin steps that
+//! close the gaps to oslo.config that matter for the options st2pack reads (see `parse_ini`).
 //!
 //! st2.conf holds database and message-queue passwords: error messages here name the file and line,
 //! never the text of a line.
@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+
+use configparser::ini::{Ini, IniDefault};
 
 /// Where StackStorm packages install their configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/st2/st2.conf";
@@ -134,7 +136,7 @@ impl St2Config {
         file: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<St2Config, ConfigError> {
-        let values = parse_oslo_ini(text).map_err(|(line, message)| ConfigError::Syntax {
+        let values = parse_ini(text).map_err(|(line, message)| ConfigError::Syntax {
             path: file.to_path_buf(),
             line,
             message,
@@ -187,15 +189,19 @@ impl St2Config {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BASE_PATH))
     }
 
-    /// Where packs are installed: the first entry of `[content] packs_base_paths` (colon-separated)
-    /// if set, else `<base_path>/packs`.
+    /// Where packs are installed, as StackStorm's own installer does it: `[content]
+    /// system_packs_base_path` if set, else the first entry of `[content] packs_base_paths`
+    /// (colon-separated), else `<base_path>/packs`.
     pub fn packs_dir(&self) -> PathBuf {
-        self.get("content", "packs_base_paths")
-            .and_then(|v| {
-                v.split(':')
-                    .map(str::trim)
-                    .find(|p| !p.is_empty())
-                    .map(PathBuf::from)
+        self.non_blank("content", "system_packs_base_path")
+            .map(PathBuf::from)
+            .or_else(|| {
+                self.get("content", "packs_base_paths").and_then(|v| {
+                    v.split(':')
+                        .map(str::trim)
+                        .find(|p| !p.is_empty())
+                        .map(PathBuf::from)
+                })
             })
             .unwrap_or_else(|| self.base_path().join("packs"))
     }
@@ -267,102 +273,92 @@ fn normalise_group(group: &str) -> String {
 
 type Sections = BTreeMap<String, BTreeMap<String, String>>;
 
-/// Parses text following oslo.config's `iniparser` rules. Errors are (1-based line, message) and
-/// never quote the line, which could hold a password.
-fn parse_oslo_ini(text: &str) -> Result<Sections, (usize, String)> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+/// Parses st2.conf with the `configparser` crate, set up to match oslo.config: case-sensitive
+/// option names, multi-line values (indented lines continue the value above), `=` and `:` as
+/// delimiters, `#`/`;` comments only at the start of a line (an inline `#` is part of the value,
+/// as in oslo), and `[DEFAULT]` kept as an ordinary group (no cascading).
+///
+/// Three thin post-processing steps bring the result in line with oslo.config where it matters
+/// for the paths and interpreter st2pack reads (`base_path`, `packs_base_paths`,
+/// `system_packs_base_path`, `index_url`, `python_binary`, `virtualenv_opts`):
+/// - group names are lower-cased (except `DEFAULT`), as oslo does; the crate's case-sensitive
+///   mode keeps them as written. Should a file spell one group in several ways and repeat an
+///   option across them, the lower-case spelling wins.
+/// - one pair of matching quotes around a value is stripped, as oslo does, so
+///   `base_path = "/srv/st2"` means `/srv/st2` rather than a path with quotes in it.
+/// - a line without `=` or `:` (which the crate keeps as an option with no value, e.g. a
+///   `base_path /srv/st2` missing its `=`) is an error, as in oslo, instead of silently leaving
+///   `base_path` at its default; the crate does not say on which line it was, so the first line
+///   whose text is that option is reported.
+///
+/// Errors are (1-based line, message) and never quote the line, which could hold a password:
+/// the crate's own message is not passed on, only its line number.
+fn parse_ini(text: &str) -> Result<Sections, (usize, String)> {
+    let mut defaults = IniDefault::default();
+    defaults.case_sensitive = true;
+    defaults.multiline = true;
+    defaults.delimiters = vec!['=', ':'];
+    defaults.comment_symbols = vec!['#', ';'];
+    defaults.enable_inline_comments = false;
+    defaults.cascade_defaults = false;
+    let mut ini = Ini::new_from_defaults(defaults);
+    let parsed = ini.read(text.to_string()).map_err(crate_error)?;
+
+    // Sorted so that the merge below is deterministic; upper case sorts before lower case.
+    let parsed: BTreeMap<String, _> = parsed.into_iter().collect();
     let mut sections: Sections = BTreeMap::new();
-    let mut section: Option<String> = None;
-    // The assignment being built: (key, value lines), flushed on the next non-continuation line.
-    let mut pending: Option<(String, Vec<String>)> = None;
-
-    let mut flush = |section: &Option<String>, pending: &mut Option<(String, Vec<String>)>| {
-        if let (Some(section), Some((key, lines))) = (section, pending.take()) {
-            sections
-                .entry(section.clone())
-                .or_default()
-                .insert(key, lines.join("\n"));
-        }
-    };
-
-    for (index, raw) in text.lines().enumerate() {
-        let lineno = index + 1;
-        let line = raw.trim_end();
-        if line.is_empty() {
-            // A blank line ends a multi-line value.
-            flush(&section, &mut pending);
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            match pending.as_mut() {
-                Some((_, lines)) => lines.push(line.trim_start().to_string()),
-                // oslo rejects this too; an indented comment is harmless, so let it pass.
-                None if line.trim_start().starts_with(['#', ';']) => {}
-                None => {
-                    return Err((
-                        lineno,
-                        "indented line continues no option (only an `option = value` line may \
-                         be continued by indented lines)"
-                            .to_string(),
-                    ));
-                }
-            }
-            continue;
-        }
-        flush(&section, &mut pending);
-
-        if line.starts_with('[') {
-            let Some(name) = line.strip_suffix(']') else {
+    for (section, options) in parsed {
+        let group = sections.entry(normalise_group(&section)).or_default();
+        for (key, value) in options {
+            let Some(value) = value else {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim() == key)
+                    .map_or(0, |i| i + 1);
                 return Err((
-                    lineno,
-                    "group header is missing its closing `]`".to_string(),
-                ));
-            };
-            let name = name[1..].trim();
-            if name.is_empty() {
-                return Err((lineno, "group header `[]` has no name".to_string()));
-            }
-            section = Some(normalise_group(name));
-        } else if line.starts_with(['#', ';']) {
-            continue;
-        } else {
-            let (key, value) = split_assignment(line).ok_or_else(|| {
-                (
-                    lineno,
+                    line,
                     "line is neither a `[group]` header, an `option = value` assignment nor a \
                      comment"
                         .to_string(),
-                )
-            })?;
-            if key.is_empty() {
-                return Err((
-                    lineno,
-                    "assignment has no option name before `=`".to_string(),
                 ));
-            }
-            if section.is_none() {
-                return Err((
-                    lineno,
-                    format!("option `{key}` appears before any `[group]` header"),
-                ));
-            }
-            pending = Some((key.to_string(), vec![value]));
+            };
+            group.insert(key, strip_quotes(value));
         }
     }
-    flush(&section, &mut pending);
     Ok(sections)
 }
 
-/// Splits at whichever of `=` and `:` comes first, strips blanks and one pair of matching quotes.
-fn split_assignment(line: &str) -> Option<(&str, String)> {
-    let at = line.find(['=', ':'])?;
-    let key = line[..at].trim();
-    let mut value = line[at + 1..].trim();
-    let quoted = |q: char| value.len() >= 2 && value.starts_with(q) && value.ends_with(q);
+/// Turns a `configparser` error (`line N: ...` or `line N:COL: ...`) into (line, message) with a
+/// message of our own, so no text the crate might quote from the file is passed on.
+fn crate_error(error: String) -> (usize, String) {
+    let line = error
+        .strip_prefix("line ")
+        .map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or("")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let message = if error.contains("closing bracket") {
+        "group header is missing its closing `]`"
+    } else if error.contains("Key cannot be empty") {
+        "assignment has no option name before `=`"
+    } else {
+        "the line is not valid INI syntax"
+    };
+    (line, message.to_string())
+}
+
+/// oslo.config strips one pair of matching quotes from the first line of a value.
+fn strip_quotes(value: String) -> String {
+    let first = value.split('\n').next().unwrap_or("");
+    let quoted = |q: char| first.len() >= 2 && first.starts_with(q) && first.ends_with(q);
     if quoted('"') || quoted('\'') {
-        value = &value[1..value.len() - 1];
+        format!("{}{}", &first[1..first.len() - 1], &value[first.len()..])
+    } else {
+        value
     }
-    Some((key, value.to_string()))
 }
 
 #[cfg(test)]
@@ -464,6 +460,30 @@ password = \"s3cr#t\"
         // Leading empty entries are skipped, not turned into "".
         let cfg = parse("[content]\npacks_base_paths = :/b:/c\n");
         assert_eq!(cfg.packs_dir(), Path::new("/b"));
+        // A multi-line list works too.
+        let cfg = parse("[content]\npacks_base_paths =\n    /m1:\n    /m2\n");
+        assert_eq!(cfg.packs_dir(), Path::new("/m1"));
+    }
+
+    #[test]
+    fn packs_dir_prefers_system_packs_base_path() {
+        let text = "[system]\nbase_path = /data/st2\n\
+                    [content]\n\
+                    packs_base_paths = /extra/a:/extra/b\n\
+                    system_packs_base_path = /data/system-packs\n";
+        assert_eq!(parse(text).packs_dir(), Path::new("/data/system-packs"));
+
+        // The env override of system_packs_base_path wins, even when the file lacks it.
+        let env = env_of(&[("ST2_CONTENT__SYSTEM_PACKS_BASE_PATH", "/env/packs")]);
+        let cfg = St2Config::from_ini_str(SAMPLE, Path::new("f"), &env).unwrap();
+        assert_eq!(cfg.packs_dir(), Path::new("/env/packs"));
+
+        // Blank counts as unset: packs_base_paths, then <base_path>/packs, take over.
+        let env = env_of(&[("ST2_CONTENT__SYSTEM_PACKS_BASE_PATH", " ")]);
+        let cfg = St2Config::from_ini_str(text, Path::new("f"), &env).unwrap();
+        assert_eq!(cfg.packs_dir(), Path::new("/extra/a"));
+        let cfg = parse("[system]\nbase_path = /data/st2\n[content]\nsystem_packs_base_path =\n");
+        assert_eq!(cfg.packs_dir(), Path::new("/data/st2/packs"));
     }
 
     #[test]
@@ -575,7 +595,7 @@ password = \"s3cr#t\"
              https://b/i.json\n  \
              https://c/i.json\n\
              packs_base_paths = /p\n\
-             \t# indented lines are continuation even if they look like comments\n\
+             \t# a comment line, even indented, is not part of the value\n\
              \n\
              [ActionRunner]\n\
              virtualenv_opts:\n    --always-copy\n    --system-site-packages\n\
@@ -593,7 +613,7 @@ password = \"s3cr#t\"
         );
         assert_eq!(
             cfg.get("content", "packs_base_paths").as_deref(),
-            Some("/p\n# indented lines are continuation even if they look like comments")
+            Some("/p")
         );
         // Group names are case-insensitive, option names are not; the last repeat wins.
         assert!(cfg.system_site_packages());
@@ -606,9 +626,27 @@ password = \"s3cr#t\"
     }
 
     #[test]
-    fn crlf_bom_and_indented_comment_before_any_option() {
-        let cfg = parse("\u{feff}[system]\r\n  # note\r\nbase_path = /crlf\r\n");
+    fn crlf_and_indented_comment_before_any_option() {
+        let cfg = parse("[system]\r\n  # note\r\nbase_path = /crlf\r\n");
         assert_eq!(cfg.base_path(), Path::new("/crlf"));
+    }
+
+    #[test]
+    fn quotes_are_stripped_from_paths_as_in_oslo() {
+        let cfg = parse(
+            "[system]\nbase_path = \"/srv/my st2\"\n\
+             [actionrunner]\npython_binary = '/usr/bin/python3'\n\
+             virtualenv_opts = \"--always-copy\n    --system-site-packages\n\
+             [content]\nindex_url = 'https://a/i.json\n",
+        );
+        assert_eq!(cfg.base_path(), Path::new("/srv/my st2"));
+        assert_eq!(cfg.python_binary(), Some(PathBuf::from("/usr/bin/python3")));
+        // Only a matching pair around the first line is stripped.
+        assert_eq!(
+            cfg.virtualenv_opts(),
+            ["\"--always-copy", "--system-site-packages"]
+        );
+        assert_eq!(cfg.index_urls(), ["'https://a/i.json"]);
     }
 
     #[test]
@@ -617,19 +655,16 @@ password = \"s3cr#t\"
         assert_eq!(line, 3);
         assert!(msg.contains("`]`"), "{msg}");
 
-        let (line, msg) = syntax_error("password = hunter2\n[system]\n");
-        assert_eq!(line, 1);
-        assert!(
-            msg.contains("password") && !msg.contains("hunter2"),
-            "{msg}"
-        );
-
         let (line, msg) = syntax_error("[database]\nthis line is junk hunter2\n");
         assert_eq!(line, 2);
         assert!(!msg.contains("hunter2"), "{msg}");
 
-        assert_eq!(syntax_error("[system]\n= value\n").0, 2);
-        assert_eq!(syntax_error("[]\n").0, 1);
+        let (line, msg) = syntax_error("[system]\n= hunter2\n");
+        assert_eq!(line, 2);
+        assert!(
+            msg.contains("option name") && !msg.contains("hunter2"),
+            "{msg}"
+        );
         assert_eq!(syntax_error("[system]\n\n  stray continuation\n").0, 3);
 
         let err = St2Config::from_ini_str("[a\n", Path::new("/x/st2.conf"), &no_env).unwrap_err();
