@@ -1,0 +1,11 @@
+//! OCI images of installed packs: deterministic layers, the image model, and the writers that
+//! put an image into an OCI layout directory or a docker-archive tar.
+
+pub mod archive;
+pub mod assemble;
+pub mod blobs;
+pub mod labels;
+pub mod layer;
+pub mod layer_cache;
+pub mod layout;
+pub mod model;
