@@ -3,9 +3,12 @@
 //!
 //! Data flows one way: pack spec -> source -> installed tree -> layers -> image -> target.
 
+pub mod build;
 pub mod cli;
 pub mod config;
+pub mod image;
 pub mod install;
 pub mod pack;
 pub mod redact;
+pub mod registry;
 pub mod source;

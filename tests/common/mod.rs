@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
 pub mod repos;
 pub mod run;
 pub mod servers;
