@@ -6,8 +6,13 @@
 //! turned into the `/bin/sh` trampoline pip and uv use. `.pyc` files are skipped: they are
 //! recompiled afterwards with the final path recorded.
 
+use std::collections::HashSet;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
 
 use super::VenvError;
 
@@ -28,6 +33,7 @@ pub(crate) fn relocate(dir: &Path, from: &Path, to: &Path) -> Result<Vec<String>
     let replacement = to.as_os_str().as_bytes();
     let bin_dir = dir.join("bin");
     let mut warnings = Vec::new();
+    let mut rewritten = HashSet::new();
 
     for entry in walkdir::WalkDir::new(dir).follow_links(false) {
         let entry = entry.map_err(|e| walk_error(dir, e))?;
@@ -68,8 +74,78 @@ pub(crate) fn relocate(dir: &Path, from: &Path, to: &Path) -> Result<Vec<String>
             new = fix_long_shebang(new, to);
         }
         std::fs::write(path, new).map_err(|e| VenvError::io("rewrite", path, e))?;
+        rewritten.insert(path.to_path_buf());
+    }
+    if !rewritten.is_empty() {
+        refresh_records(dir, &rewritten)?;
     }
     Ok(warnings)
+}
+
+/// Installers record each installed file's sha256 and size in `*.dist-info/RECORD`. Scripts
+/// rewritten above are re-hashed there, so the record stays true and does not keep the
+/// fingerprint of the staging path (which would make otherwise identical builds differ).
+fn refresh_records(dir: &Path, rewritten: &HashSet<PathBuf>) -> Result<(), VenvError> {
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(|e| walk_error(dir, e))?;
+        let record = entry.path();
+        let in_dist_info = record
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|name| name.as_bytes().ends_with(b".dist-info"));
+        if entry.file_name() != "RECORD" || !in_dist_info {
+            continue;
+        }
+        let Some(site_packages) = record.parent().and_then(Path::parent) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(record).map_err(|e| VenvError::io("read", record, e))?;
+        let mut changed = false;
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            let mut fields = line.rsplitn(3, ',');
+            let (size, hash, file) = (fields.next(), fields.next(), fields.next());
+            let target = file.map(|f| lexical_join(site_packages, f.trim_matches('"')));
+            match (target, hash, size) {
+                (Some(target), Some(hash), Some(_))
+                    if !hash.is_empty() && rewritten.contains(&target) =>
+                {
+                    let content =
+                        std::fs::read(&target).map_err(|e| VenvError::io("read", &target, e))?;
+                    let digest = URL_SAFE_NO_PAD.encode(Sha256::digest(&content));
+                    lines.push(format!(
+                        "{},sha256={digest},{}",
+                        file.unwrap_or_default(),
+                        content.len()
+                    ));
+                    changed = true;
+                }
+                _ => lines.push(line.to_string()),
+            }
+        }
+        if changed {
+            lines.push(String::new());
+            std::fs::write(record, lines.join("\n"))
+                .map_err(|e| VenvError::io("rewrite", record, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `base` joined with the relative `path`, `..` resolved without touching the filesystem (a
+/// RECORD names scripts as `../../../bin/x`, and `lib64` may be a symlink).
+fn lexical_join(base: &Path, path: &str) -> PathBuf {
+    let mut joined = base.to_path_buf();
+    for component in Path::new(path).components() {
+        match component {
+            std::path::Component::ParentDir => {
+                joined.pop();
+            }
+            std::path::Component::Normal(part) => joined.push(part),
+            _ => {}
+        }
+    }
+    joined
 }
 
 fn display_at(path: &Path, dir: &Path, to: &Path) -> String {
@@ -172,6 +248,39 @@ pub(crate) fn fix_long_shebang(content: Vec<u8>, venv: &Path) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_hashes_follow_rewritten_scripts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let venv = tmp.path().join("staging");
+        let dist_info = venv.join("lib/python3.11/site-packages/tool-1.0.dist-info");
+        std::fs::create_dir_all(&dist_info).unwrap();
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        let script = format!("#!{}/bin/python\nimport tool\n", venv.display());
+        std::fs::write(venv.join("bin/tool"), &script).unwrap();
+        std::fs::write(
+            dist_info.join("RECORD"),
+            "../../../bin/tool,sha256=stale,99\ntool/__init__.py,sha256=keep,1\ntool-1.0.dist-info/RECORD,,\n",
+        )
+        .unwrap();
+        relocate(&venv, &venv, Path::new("/opt/stackstorm/virtualenvs/tool")).unwrap();
+        let content = std::fs::read(venv.join("bin/tool")).unwrap();
+        let expected = format!(
+            "../../../bin/tool,sha256={},{}",
+            URL_SAFE_NO_PAD.encode(Sha256::digest(&content)),
+            content.len()
+        );
+        let record = std::fs::read_to_string(dist_info.join("RECORD")).unwrap();
+        let lines: Vec<&str> = record.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                expected.as_str(),
+                "tool/__init__.py,sha256=keep,1",
+                "tool-1.0.dist-info/RECORD,,"
+            ]
+        );
+    }
 
     #[test]
     fn replaces_every_occurrence() {
