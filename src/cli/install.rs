@@ -41,6 +41,26 @@ pub struct InstallArgs {
     #[arg(long, value_name = "DIR")]
     pub virtualenvs_dir: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub settings: InstallSettings,
+
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print each step as it happens.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
+    /// Print everything, including each step (same as --verbose).
+    #[arg(long)]
+    pub debug: bool,
+}
+
+/// How packs are fetched and their virtualenvs built: everything but the packs and where they
+/// go, shared with `st2pack build`.
+#[derive(Debug, Clone, Args)]
+pub struct InstallSettings {
     /// st2.conf to read [default: $ST2_CONFIG_PATH, else /etc/st2/st2.conf when it exists]
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
@@ -118,39 +138,36 @@ pub struct InstallArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lock_timeout: u64,
 
-    /// Print a machine-readable summary on stdout.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Print each step as it happens.
-    #[arg(long, short = 'v')]
-    pub verbose: bool,
-
-    /// Print everything, including each step (same as --verbose).
-    #[arg(long)]
-    pub debug: bool,
-
     /// Accepted for compatibility with upstream st2-pack-install; Python 3 is always used.
     #[arg(long, hide = true)]
     pub use_python3: bool,
 }
 
-/// The runtime directories packs and virtualenvs are used from, when they differ from where
-/// they are installed (an image root built elsewhere).
+/// Where an install goes: explicit directories (else st2.conf's), and the directories the packs
+/// are used from when that differs (an image root built elsewhere).
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    pub packs_dir: Option<PathBuf>,
+    pub virtualenvs_dir: Option<PathBuf>,
+    pub runtime: Option<RuntimeDirs>,
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct RuntimeDirs {
     pub packs: PathBuf,
     pub virtualenvs: PathBuf,
 }
 
-impl InstallArgs {
+impl InstallSettings {
     /// Resolves flags, st2.conf and defaults into engine options, and parses every spec first so
     /// that a typo fails before anything is fetched.
     pub fn to_options(
         &self,
-        runtime: Option<RuntimeDirs>,
+        packs: &[String],
+        placement: Placement,
     ) -> Result<(InstallOptions, Vec<PackSpec>), String> {
-        let specs = self
-            .packs
+        let specs = packs
             .iter()
             .map(|raw| PackSpec::parse(raw).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
@@ -158,12 +175,11 @@ impl InstallArgs {
         let config =
             St2Config::load(self.config_file.as_deref(), &env).map_err(|e| e.to_string())?;
 
-        let packs_dir = self.packs_dir.clone().unwrap_or_else(|| config.packs_dir());
-        let virtualenvs_dir = self
+        let packs_dir = placement.packs_dir.unwrap_or_else(|| config.packs_dir());
+        let virtualenvs_dir = placement
             .virtualenvs_dir
-            .clone()
             .unwrap_or_else(|| config.virtualenvs_dir());
-        let runtime = runtime.unwrap_or_else(|| RuntimeDirs {
+        let runtime = placement.runtime.unwrap_or_else(|| RuntimeDirs {
             packs: packs_dir.clone(),
             virtualenvs: virtualenvs_dir.clone(),
         });
@@ -226,7 +242,7 @@ impl InstallArgs {
             st2_version,
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             lock_timeout: Duration::from_secs(self.lock_timeout),
-            verbose: self.verbose || self.debug,
+            verbose: placement.verbose,
         };
         Ok((options, specs))
     }
@@ -234,7 +250,13 @@ impl InstallArgs {
 
 /// Runs an install from the command line and returns the process exit code.
 pub fn run(args: &InstallArgs) -> i32 {
-    let (options, specs) = match args.to_options(None) {
+    let placement = Placement {
+        packs_dir: args.packs_dir.clone(),
+        virtualenvs_dir: args.virtualenvs_dir.clone(),
+        runtime: None,
+        verbose: args.verbose || args.debug,
+    };
+    let (options, specs) = match args.settings.to_options(&args.packs, placement) {
         Ok(resolved) => resolved,
         Err(message) => {
             eprintln!("error: {message}");

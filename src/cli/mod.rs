@@ -1,7 +1,11 @@
 //! The command-line edge shared by both binaries: argument definitions, exit codes, and the
 //! guarantee that a user never sees a panic or a backtrace.
 
+pub mod base;
+pub mod build;
+pub mod inspect;
 pub mod install;
+pub mod registry_args;
 
 /// Everything asked for was done.
 pub const EXIT_OK: i32 = 0;

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use super::wheel::{build_wheel, seed_wheelhouse};
 
@@ -60,36 +59,30 @@ impl Run {
     }
 }
 
-/// A wheelhouse with pip and setuptools (offline, from the interpreter's ensurepip), a small
-/// `six`, and the fixture library the `with_reqs` pack requires. Built once per test binary.
-pub fn wheelhouse() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("st2pack-test-wheelhouse-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        seed_wheelhouse(&dir);
-        build_wheel(
-            &dir,
-            "six",
-            "1.16.0",
-            &[("six.py", "__version__ = '1.16.0'\nPY3 = True\n")],
-            &[],
-            &[],
-        );
-        build_wheel(
-            &dir,
-            "st2pack-fixture-lib",
-            "1.2.0",
-            &[(
-                "fixture_lib/__init__.py",
-                "def shout(text):\n    return text.upper() + '!'\n",
-            )],
-            &[],
-            &[],
-        );
-        dir
-    })
+/// Fills `dir` with pip and setuptools (offline, from the interpreter's ensurepip), a small
+/// `six`, and the fixture library the `with_reqs` pack requires.
+pub fn fill_wheelhouse(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    seed_wheelhouse(dir);
+    build_wheel(
+        dir,
+        "six",
+        "1.16.0",
+        &[("six.py", "__version__ = '1.16.0'\nPY3 = True\n")],
+        &[],
+        &[],
+    );
+    build_wheel(
+        dir,
+        "st2pack-fixture-lib",
+        "1.2.0",
+        &[(
+            "fixture_lib/__init__.py",
+            "def shout(text):\n    return text.upper() + '!'\n",
+        )],
+        &[],
+        &[],
+    );
 }
 
 impl Sandbox {
@@ -118,6 +111,15 @@ impl Sandbox {
         self.path().join("cache")
     }
 
+    /// The sandbox's offline wheelhouse (see [`fill_wheelhouse`]), made on first use.
+    pub fn wheelhouse(&self) -> PathBuf {
+        let dir = self.path().join("wheelhouse");
+        if !dir.exists() {
+            fill_wheelhouse(&dir);
+        }
+        dir
+    }
+
     /// `st2-pack-install` with the sandbox's directories and wheelhouse, then `args`.
     pub fn install(&self, args: &[&str]) -> Run {
         self.install_with(args, &[])
@@ -125,7 +127,10 @@ impl Sandbox {
 
     pub fn install_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = self.install_command(env);
-        command.arg("--wheelhouse").arg(wheelhouse()).args(args);
+        command
+            .arg("--wheelhouse")
+            .arg(self.wheelhouse())
+            .args(args);
         Run::from(command.output().unwrap())
     }
 

@@ -1,0 +1,151 @@
+//! The installed tree an image is made from: `<root>/packs/<pack>` and
+//! `<root>/virtualenvs/<pack>`, the layout `st2-pack-install` writes.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::install::provenance::Provenance;
+use crate::pack::manifest::PackManifest;
+use crate::pack::name::PackName;
+
+/// One installed pack, ready to become a layer.
+#[derive(Debug, Clone)]
+pub struct PackTree {
+    pub name: PackName,
+    pub pack_dir: PathBuf,
+    /// Absent for a pack installed by another tool without a virtualenv.
+    pub virtualenv_dir: Option<PathBuf>,
+    pub version: String,
+    pub commit: Option<String>,
+    pub source: Option<String>,
+    pub python_version: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum TreeError {
+    #[error(
+        "--root {0}: no such directory\n  give the directory st2-pack-install installed into (it holds packs/ and virtualenvs/)"
+    )]
+    MissingRoot(PathBuf),
+    #[error(
+        "--root {0} has no packs/ directory with packs in it\n  install packs first (st2-pack-install --packs-dir {0}/packs --virtualenvs-dir {0}/virtualenvs PACK...), or give pack specs to st2pack build"
+    )]
+    NoPacks(PathBuf),
+    #[error("{path}: {message}")]
+    Pack { path: PathBuf, message: String },
+}
+
+/// Every pack under `<root>/packs`, sorted by name. Entries that are not packs (dot files, the
+/// installer's staging and lock) are ignored; a directory with a pack name but a broken pack.yaml
+/// is an error, since shipping it would break the cluster's pack registration.
+pub fn collect(root: &Path) -> Result<Vec<PackTree>, TreeError> {
+    if !root.is_dir() {
+        return Err(TreeError::MissingRoot(root.to_path_buf()));
+    }
+    let packs_dir = root.join("packs");
+    let entries =
+        std::fs::read_dir(&packs_dir).map_err(|_| TreeError::NoPacks(root.to_path_buf()))?;
+    let mut names: Vec<PackName> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| PackName::new(&e.file_name().to_string_lossy()).ok())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(TreeError::NoPacks(root.to_path_buf()));
+    }
+    names
+        .into_iter()
+        .map(|name| pack_tree(root, name))
+        .collect()
+}
+
+/// The installed pack `name` under `root`.
+pub fn pack_tree(root: &Path, name: PackName) -> Result<PackTree, TreeError> {
+    let pack_dir = root.join("packs").join(name.as_str());
+    let virtualenv_dir = root.join("virtualenvs").join(name.as_str());
+    let provenance = Provenance::read(&pack_dir);
+    let version = match &provenance {
+        Some(p) => p.version.clone(),
+        None => {
+            PackManifest::load(&pack_dir)
+                .map_err(|e| TreeError::Pack {
+                    path: pack_dir.clone(),
+                    message: e.to_string(),
+                })?
+                .version
+        }
+    };
+    Ok(PackTree {
+        virtualenv_dir: virtualenv_dir.is_dir().then_some(virtualenv_dir.clone()),
+        python_version: provenance
+            .as_ref()
+            .map(|p| p.virtualenv.python_version.clone())
+            .or_else(|| python_version_of(&virtualenv_dir)),
+        commit: provenance.as_ref().and_then(|p| p.commit.clone()),
+        source: provenance.as_ref().map(|p| p.source.clone()),
+        version,
+        pack_dir,
+        name,
+    })
+}
+
+/// The Python version recorded in a virtualenv's `pyvenv.cfg` (`version = 3.8.10`, or
+/// `version_info` as uv writes it).
+fn python_version_of(virtualenv: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(virtualenv.join("pyvenv.cfg")).ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        matches!(key.trim(), "version" | "version_info").then(|| value.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(root: &Path, name: &str, version: &str) {
+        let dir = root.join("packs").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("pack.yaml"),
+            format!("name: {name}\ndescription: d\nversion: {version}\nauthor: a\n"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn collects_packs_sorted_and_skips_bookkeeping() {
+        let tmp = tempfile::tempdir().unwrap();
+        pack(tmp.path(), "zeta", "1.0.0");
+        pack(tmp.path(), "alpha", "2.0.0");
+        std::fs::create_dir_all(tmp.path().join("packs/.st2pack-staging/x")).unwrap();
+        std::fs::write(tmp.path().join("packs/.st2pack.lock"), "1").unwrap();
+        std::fs::create_dir_all(tmp.path().join("virtualenvs/alpha")).unwrap();
+        std::fs::write(
+            tmp.path().join("virtualenvs/alpha/pyvenv.cfg"),
+            "home = /usr/bin\nversion_info = 3.8.10\n",
+        )
+        .unwrap();
+        let packs = collect(tmp.path()).unwrap();
+        let names: Vec<&str> = packs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        assert_eq!(packs[0].version, "2.0.0");
+        assert_eq!(packs[0].python_version.as_deref(), Some("3.8.10"));
+        assert!(packs[1].virtualenv_dir.is_none());
+    }
+
+    #[test]
+    fn missing_root_and_empty_packs_dir_are_clear_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = collect(&tmp.path().join("nope")).unwrap_err().to_string();
+        assert!(missing.contains("no such directory"), "{missing}");
+        std::fs::create_dir_all(tmp.path().join("packs")).unwrap();
+        let empty = collect(tmp.path()).unwrap_err().to_string();
+        assert!(
+            empty.contains("has no packs/ directory with packs"),
+            "{empty}"
+        );
+    }
+}

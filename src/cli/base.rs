@@ -1,0 +1,147 @@
+//! `st2pack base-image`: a minimal base image from a static busybox, for clusters that cannot
+//! pull a public base. The chart's init container only needs `/bin/sh` and `/bin/cp`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::build::{
+    Failure, failed, parse_output, parse_tags, push, source_date_epoch, usage, write_output,
+};
+use super::registry_args::RegistryArgs;
+use super::{EXIT_FAILED, EXIT_OK};
+use crate::build::BuiltImage;
+use crate::image::assemble::{HistoryEntry, Image, rfc3339};
+use crate::image::blobs::BlobStore;
+use crate::image::labels::ANNOTATION_CREATED;
+use crate::image::layer::{LayerInput, LayerOptions, build_layer};
+use crate::install;
+
+/// The busybox applets the image links: what the chart's init container and a person debugging
+/// the image need.
+const APPLETS: &[&str] = &[
+    "sh", "cp", "ls", "cat", "mkdir", "rm", "mv", "ln", "chmod", "chown", "find", "echo", "test",
+    "true", "false", "env", "id", "du", "stat",
+];
+
+#[derive(Debug, Clone, Args)]
+pub struct BaseArgs {
+    /// A statically linked busybox binary (Debian: busybox-static installs /bin/busybox).
+    #[arg(long, value_name = "PATH", default_value = "/bin/busybox")]
+    pub busybox: PathBuf,
+
+    /// Image name (repeat for more tags).
+    #[arg(long = "tag", short = 't', value_name = "REF", required = true)]
+    pub tags: Vec<String>,
+
+    /// Push the image to the registry of each --tag.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Also write the image to oci:DIR or docker-archive:FILE; repeatable.
+    #[arg(long = "output", short = 'o', value_name = "TARGET")]
+    pub outputs: Vec<String>,
+
+    /// Clone, virtualenv and layer cache [default: ~/.cache/st2pack]
+    #[arg(long, value_name = "DIR", env = "ST2PACK_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+pub fn run(args: &BaseArgs) -> i32 {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match runtime.block_on(base_image(args)) {
+        Ok(()) => EXIT_OK,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            code
+        }
+    }
+}
+
+async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
+    let targets = parse_tags(&args.tags)?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !args.busybox.is_file() {
+        return Err(usage(format!(
+            "--busybox {}: no such file; install a static busybox (Debian: apt-get install busybox-static) or give its path",
+            args.busybox.display()
+        )));
+    }
+    let mtime = source_date_epoch()?;
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(install::default_cache_dir);
+    let store = BlobStore::open(cache_dir.join("oci")).map_err(failed)?;
+
+    let rootfs = tempfile::tempdir().map_err(failed)?;
+    let bin = rootfs.path().join("bin");
+    std::fs::create_dir(&bin).map_err(failed)?;
+    std::fs::copy(&args.busybox, bin.join("busybox"))
+        .map_err(|e| failed(format!("{}: {e}", args.busybox.display())))?;
+    std::fs::set_permissions(bin.join("busybox"), std::fs::Permissions::from_mode(0o755))
+        .map_err(failed)?;
+    for applet in APPLETS {
+        symlink("busybox", bin.join(applet)).map_err(failed)?;
+    }
+    for dir in ["tmp", "opt/stackstorm/packs", "opt/stackstorm/virtualenvs"] {
+        std::fs::create_dir_all(rootfs.path().join(dir)).map_err(failed)?;
+    }
+    let options = LayerOptions {
+        mtime,
+        ..LayerOptions::default()
+    };
+    let input = LayerInput::new([(rootfs.path().to_path_buf(), "/".to_string())]);
+    let (layer, _) = build_layer(&store, &input, &options).map_err(failed)?;
+
+    let mut image = Image::scratch();
+    image.config["config"]["Cmd"] = serde_json::json!(["/bin/sh"]);
+    image.config["config"]["Env"] = serde_json::json!(["PATH=/bin"]);
+    image
+        .append_layer(
+            layer,
+            HistoryEntry {
+                created_by: format!("st2pack base-image from {}", args.busybox.display()),
+                created: Some(mtime),
+                comment: None,
+            },
+        )
+        .map_err(failed)?;
+    image.set_created(mtime).map_err(failed)?;
+    let annotations = BTreeMap::from([(
+        ANNOTATION_CREATED.to_string(),
+        rfc3339(mtime).map_err(failed)?,
+    )]);
+    let built = BuiltImage {
+        image,
+        annotations,
+        layers: Vec::new(),
+    };
+    let digest = built.image.digest(&built.annotations);
+
+    for output in &outputs {
+        write_output(output, &built, &targets, &store, mtime)?;
+    }
+    if args.push {
+        let refs: Vec<_> = targets.iter().collect();
+        let client = args.registry.client(&refs).map_err(usage)?;
+        push(&client, &built, &targets, &store, None).await?;
+    }
+    println!("{digest}");
+    Ok(())
+}

@@ -1,0 +1,567 @@
+//! `st2pack build` end to end: a real docker-registry, images read back with skopeo and
+//! unpacked with umoci, and the chart's own init-container copy step run under chroot.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::registry::{Fault, FaultProxy, TestRegistry};
+use common::repos::{git, pack_repo, set_version};
+use common::run::{Run, Sandbox};
+
+/// The stackstorm-k8s chart's init container command, verbatim.
+const CHART_COPY: &str = "/bin/cp -aR /opt/stackstorm/packs/. /opt/stackstorm/packs-shared && /bin/cp -aR /opt/stackstorm/virtualenvs/. /opt/stackstorm/virtualenvs-shared";
+
+fn st2pack(sandbox: &Sandbox, args: &[&str]) -> Run {
+    let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
+    command.args(args);
+    Run::from(command.output().unwrap())
+}
+
+/// `st2pack build` with the sandbox's cache and offline wheelhouse, and Debian's interpreter
+/// (under /usr, so it can be bind-mounted into the unpacked image).
+fn build(sandbox: &Sandbox, args: &[&str]) -> Run {
+    let cache = sandbox.cache();
+    let wheelhouse = sandbox.wheelhouse();
+    let mut all = vec![
+        "build",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--wheelhouse",
+        wheelhouse.to_str().unwrap(),
+        "--python",
+        "/usr/bin/python3",
+    ];
+    all.extend_from_slice(args);
+    st2pack(sandbox, &all)
+}
+
+fn push_busybox_base(sandbox: &Sandbox, registry: &TestRegistry) -> String {
+    let base = format!("{}/st2/busybox:1", registry.host());
+    let cache = sandbox.cache();
+    st2pack(
+        sandbox,
+        &[
+            "base-image",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--tag",
+            &base,
+            "--push",
+        ],
+    )
+    .assert_ok();
+    base
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let output = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        output.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Copies the pushed image into an OCI layout with skopeo and unpacks it with umoci; returns the
+/// root filesystem.
+fn unpack(reference: &str, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:unpacked", layout.display()),
+    ]);
+    let bundle = work.join("bundle");
+    let output = Command::new("umoci")
+        .args([
+            "unpack",
+            "--image",
+            &format!("{}:unpacked", layout.display()),
+        ])
+        .arg(&bundle)
+        .output()
+        .expect("umoci is installed");
+    assert!(
+        output.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    bundle.join("rootfs")
+}
+
+/// Runs `script` with /bin/sh inside `rootfs`, with the host's /usr bind-mounted read-only (for
+/// the Python interpreter the virtualenvs were built with), as `user`.
+fn in_chroot(rootfs: &Path, user: &str, script: &str) -> std::process::Output {
+    let outer = format!(
+        "mount --bind -o ro /usr '{root}/usr' && exec chroot --userspec={user} '{root}' /bin/sh -ec '{script}'",
+        root = rootfs.display(),
+    );
+    Command::new("unshare")
+        .args(["--mount", "sh", "-ec", &outer])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_charts_copy_step_works_on_a_pushed_image_and_a_non_root_user_can_use_it() {
+    let sandbox = Sandbox::new();
+    let registry = TestRegistry::start_plain();
+    let base = push_busybox_base(&sandbox, &registry);
+    let with_reqs = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
+    let hello = pack_repo(sandbox.path(), "hello_st2", &["1.1.0"]);
+    let tag = format!("{}/st2/packs:1.0", registry.host());
+    let digest_file = sandbox.path().join("digest");
+    let helm_file = sandbox.path().join("values.yaml");
+
+    let run = build(
+        &sandbox,
+        &[
+            &format!("file://{}", with_reqs.display()),
+            hello.to_str().unwrap(),
+            "--base",
+            &base,
+            "--tag",
+            &tag,
+            "--push",
+            "--json",
+            "--digest-file",
+            digest_file.to_str().unwrap(),
+            "--helm-values",
+            helm_file.to_str().unwrap(),
+        ],
+    );
+    run.assert_ok();
+    let summary = run.json();
+    let digest = summary["digest"].as_str().unwrap().to_string();
+    assert_eq!(fs::read_to_string(&digest_file).unwrap().trim(), digest);
+
+    // The Helm values are pinned by digest.
+    let values: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(&helm_file).unwrap()).unwrap();
+    let entry = &values["st2"]["packs"]["images"][0];
+    assert_eq!(
+        entry["repository"].as_str().unwrap(),
+        format!("{}/st2", registry.host())
+    );
+    assert_eq!(entry["name"], "packs");
+    assert_eq!(entry["tag"].as_str().unwrap(), format!("1.0@{digest}"));
+
+    // An independent reader sees the digest, the pack label and one layer per pack on the base.
+    let inspected: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{tag}"),
+    ]))
+    .unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3);
+    let label: serde_json::Value = serde_json::from_str(
+        inspected["Labels"]["org.stackstorm.st2pack.packs"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(label[0]["name"], "hello_st2");
+    assert_eq!(label[1]["name"], "with_reqs");
+    assert_eq!(
+        label[1]["commit"].as_str().unwrap(),
+        git(&with_reqs, &["rev-parse", "HEAD"])
+    );
+    assert!(label[1]["python"].as_str().unwrap().starts_with("3."));
+
+    // The chart's init container, verbatim, in the unpacked image.
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = unpack(&tag, work.path());
+    for dir in [
+        "usr",
+        "opt/stackstorm/packs-shared",
+        "opt/stackstorm/virtualenvs-shared",
+    ] {
+        fs::create_dir_all(rootfs.join(dir)).unwrap();
+    }
+    for (link, target) in [("lib", "usr/lib"), ("lib64", "usr/lib64")] {
+        if !rootfs.join(link).exists() {
+            std::os::unix::fs::symlink(target, rootfs.join(link)).unwrap();
+        }
+    }
+    let copy = in_chroot(&rootfs, "0:0", CHART_COPY);
+    assert!(
+        copy.status.success(),
+        "chart copy step failed: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    assert!(
+        rootfs
+            .join("opt/stackstorm/packs-shared/with_reqs/pack.yaml")
+            .is_file()
+    );
+
+    // The st2 containers mount the shared volumes read-only where the image had them; as a
+    // non-root user, every file is readable, scripts are executable, and the virtualenv runs.
+    let check = format!(
+        "mount --bind -o ro /usr '{root}/usr' \
+         && mount --bind -o ro '{root}/opt/stackstorm/packs-shared' '{root}/opt/stackstorm/packs' \
+         && mount --bind -o ro '{root}/opt/stackstorm/virtualenvs-shared' '{root}/opt/stackstorm/virtualenvs' \
+         && exec chroot --userspec=65534:65534 '{root}' /bin/sh -ec '\
+            find /opt/stackstorm/packs /opt/stackstorm/virtualenvs -type f -exec cat {{}} + | wc -c; \
+            test -x /opt/stackstorm/packs/hello_st2/actions/hello.sh; \
+            /opt/stackstorm/virtualenvs/with_reqs/bin/python -c \"import fixture_lib, six; print(fixture_lib.shout(\\\"ok\\\"))\"'",
+        root = rootfs.display()
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "sh", "-ec", &check])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "read-only use as a non-root user failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().last(),
+        Some("OK!")
+    );
+
+    // st2pack inspect reads the same label back.
+    let inspect = st2pack(&sandbox, &["inspect", "--json", &tag]);
+    inspect.assert_ok();
+    let inspection = inspect.json();
+    assert_eq!(inspection["digest"], digest.as_str());
+    assert_eq!(inspection["packs"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn builds_in_different_places_with_different_mtimes_and_umask_give_the_same_digest() {
+    let sandbox = Sandbox::new();
+    let base_layout = sandbox.path().join("base");
+    let cache = sandbox.cache();
+    st2pack(
+        &sandbox,
+        &[
+            "base-image",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--tag",
+            "base:1",
+            "--output",
+            &format!("oci:{}", base_layout.display()),
+        ],
+    )
+    .assert_ok();
+    // One pack source (the same commit), built into two places at different times, with
+    // different umasks and source mtimes.
+    let repo = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
+    let mut digests = Vec::new();
+    for (place, umask, stamp) in [
+        ("one", "022", "200001010000"),
+        ("two", "077", "203001010000"),
+    ] {
+        let dir = sandbox.path().join(place);
+        fs::create_dir(&dir).unwrap();
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("find '{}' -exec touch -h -t {stamp} {{}} +", repo.display()),
+            ])
+            .status()
+            .unwrap();
+        let root = dir.join("root");
+        let cache = dir.join("cache");
+        let wheelhouse = sandbox.wheelhouse();
+        let script = format!(
+            "umask {umask} && exec '{bin}' build 'file://{repo}' --root '{root}' --cache-dir '{cache}' --wheelhouse '{wh}' --python /usr/bin/python3 --base 'oci:{base}:1' --tag st2packs:1.0",
+            bin = env!("CARGO_BIN_EXE_st2pack"),
+            repo = repo.display(),
+            root = root.display(),
+            cache = cache.display(),
+            wh = wheelhouse.display(),
+            base = base_layout.display(),
+        );
+        let mut command = sandbox.command("sh", &[]);
+        command.args(["-c", &script]);
+        let run = Run::from(command.output().unwrap());
+        run.assert_ok();
+        digests.push(run.stdout.trim().to_string());
+    }
+    assert!(digests[0].starts_with("sha256:"), "{digests:?}");
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn after_changing_one_pack_exactly_one_layer_blob_is_uploaded() {
+    let sandbox = Sandbox::new();
+    let registry = TestRegistry::start_plain();
+    let base = push_busybox_base(&sandbox, &registry);
+    let hello = pack_repo(sandbox.path(), "hello_st2", &["1.1.0"]);
+    let with_reqs = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
+    let tag = format!("{}/st2/incremental:1", registry.host());
+    let specs = [
+        format!("file://{}", hello.display()),
+        format!("file://{}", with_reqs.display()),
+    ];
+    let args = |tag: &str| -> Vec<String> {
+        let mut args: Vec<String> = specs.to_vec();
+        args.extend(["--base", &base, "--tag", tag, "--push", "--json"].map(String::from));
+        args
+    };
+    let first = build(
+        &sandbox,
+        &args(&tag).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    first.assert_ok();
+    let uploads_before = registry.upload_count_in("st2/incremental");
+
+    set_version(&hello, "1.2.0");
+    git(&hello, &["commit", "-q", "-am", "new version"]);
+    let tag2 = format!("{}/st2/incremental:2", registry.host());
+    let second = build(
+        &sandbox,
+        &args(&tag2).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    second.assert_ok();
+    let summary = second.json();
+    let reused: Vec<bool> = summary["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["layer_reused"].as_bool().unwrap())
+        .collect();
+    assert_eq!(reused, [false, true], "only hello_st2's layer is rebuilt");
+    assert_eq!(
+        summary["pushed"][0]["uploaded"], 2,
+        "one layer and the config"
+    );
+    let uploads = registry.upload_count_in("st2/incremental") - uploads_before;
+    assert_eq!(
+        uploads, 2,
+        "exactly one layer blob (plus the new config) was uploaded"
+    );
+}
+
+mod bad_input {
+    use super::*;
+
+    #[test]
+    fn missing_root_and_empty_packs_dir_are_usage_errors() {
+        let sandbox = Sandbox::new();
+        let missing = sandbox.path().join("nope");
+        build(
+            &sandbox,
+            &[
+                "--root",
+                missing.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--tag",
+                "x:1",
+            ],
+        )
+        .assert_code(2)
+        .assert_stderr_has(&format!("--root {}: no such directory", missing.display()));
+        let empty = sandbox.path().join("empty");
+        fs::create_dir_all(empty.join("packs")).unwrap();
+        build(
+            &sandbox,
+            &[
+                "--root",
+                empty.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--tag",
+                "x:1",
+            ],
+        )
+        .assert_code(2)
+        .assert_stderr_has("has no packs/ directory with packs in it");
+    }
+
+    #[test]
+    fn invalid_reference_names_what_was_typed() {
+        let sandbox = Sandbox::new();
+        build(&sandbox, &["--root", "/nonexistent", "--tag", "Bad Name:1"])
+            .assert_code(2)
+            .assert_stderr_has("Bad Name:1");
+        build(
+            &sandbox,
+            &[
+                "--root",
+                "/nonexistent",
+                "--tag",
+                "x:1",
+                "--output",
+                "tarball:x",
+            ],
+        )
+        .assert_code(2)
+        .assert_stderr_has("tarball:x");
+    }
+
+    #[test]
+    fn unreachable_registry_fails_quickly_naming_it() {
+        let sandbox = Sandbox::new();
+        let root = installed_root(&sandbox);
+        let port = common::servers::free_port();
+        let started = std::time::Instant::now();
+        build(
+            &sandbox,
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--tag",
+                &format!("127.0.0.1:{port}/st2/packs:1"),
+                "--push",
+            ],
+        )
+        .assert_code(1)
+        .assert_stderr_has(&format!("127.0.0.1:{port}"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn wrong_password_is_a_clear_error_without_the_password() {
+        let sandbox = Sandbox::new();
+        let root = installed_root(&sandbox);
+        let registry = TestRegistry::start_tls_htpasswd("ci", "right-password");
+        let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
+        command
+            .args([
+                "build",
+                "--root",
+                root.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--push",
+                "--username",
+                "ci",
+                "--password-stdin",
+            ])
+            .args([
+                "--ca-file",
+                registry.ca_file().to_str().unwrap(),
+                "--tag",
+                &format!("{}/st2/packs:1", registry.host()),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Wr0ngPassw0rd\n")
+            .unwrap();
+        let run = Run::from(child.wait_with_output().unwrap());
+        run.assert_code(1).assert_stderr_has("authentication");
+        assert!(!run.stderr.contains("Wr0ngPassw0rd"));
+    }
+
+    #[test]
+    fn a_registry_failing_mid_upload_is_retried_then_reported_without_writing_the_tag() {
+        let sandbox = Sandbox::new();
+        let root = installed_root(&sandbox);
+        let registry = TestRegistry::start_plain();
+        // Two dropped uploads: the retries get through.
+        let flaky = FaultProxy::start(registry.port(), Fault::DropMidUpload, 2);
+        build(
+            &sandbox,
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--push",
+                "--tag",
+                &format!("{}/st2/flaky:1", flaky.host()),
+            ],
+        )
+        .assert_ok();
+        // Every upload dropped: a clear error, and the tag does not exist.
+        let broken = FaultProxy::start(registry.port(), Fault::DropMidUpload, usize::MAX);
+        let run = build(
+            &sandbox,
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--push",
+                "--tag",
+                &format!("{}/st2/broken:1", broken.host()),
+            ],
+        );
+        run.assert_code(1).assert_stderr_has("st2/broken");
+        let inspect = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                &format!("docker://{}/st2/broken:1", registry.host()),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            !inspect.status.success(),
+            "the tag must not exist after a failed push"
+        );
+    }
+
+    #[test]
+    fn a_fifo_in_a_pack_is_refused_naming_it() {
+        let sandbox = Sandbox::new();
+        let root = installed_root(&sandbox);
+        let fifo = root.join("packs/hello_st2/actions/pipe");
+        assert!(
+            Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        build(
+            &sandbox,
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--tag",
+                "x:1",
+                "--output",
+                &format!("oci:{}", sandbox.path().join("out").display()),
+            ],
+        )
+        .assert_code(1)
+        .assert_stderr_has(&fifo.display().to_string());
+    }
+
+    /// A tree installed by st2-pack-install, for the tests that start from --root.
+    fn installed_root(sandbox: &Sandbox) -> PathBuf {
+        let root = sandbox.path().join("root");
+        let hello = common::repos::fixture_pack("hello_st2");
+        let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2-pack-install"), &[]);
+        command
+            .arg("--packs-dir")
+            .arg(root.join("packs"))
+            .arg("--virtualenvs-dir")
+            .arg(root.join("virtualenvs"))
+            .arg("--cache-dir")
+            .arg(sandbox.cache())
+            .arg("--wheelhouse")
+            .arg(sandbox.wheelhouse())
+            .arg("--no-base-requirements")
+            .arg(&hello);
+        Run::from(command.output().unwrap()).assert_ok();
+        root
+    }
+}
