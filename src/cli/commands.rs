@@ -1,0 +1,56 @@
+//! The two command lines, as clap definitions: the binaries parse them, and the tests parse the
+//! commands written in the Dockerfiles and CI examples with them, so a renamed flag breaks a
+//! test rather than a user's build.
+
+use clap::{Parser, Subcommand};
+
+use super::base::BaseArgs;
+use super::build::BuildArgs;
+use super::inspect::InspectArgs;
+use super::install::InstallArgs;
+
+/// Install StackStorm packs and one Python virtualenv per pack, with no database and no
+/// message queue.
+#[derive(Debug, Parser)]
+#[command(name = "st2-pack-install", version)]
+pub struct PackInstallCli {
+    #[command(flatten)]
+    pub install: InstallArgs,
+}
+
+impl PackInstallCli {
+    pub fn run(&self) -> i32 {
+        super::install::run(&self.install)
+    }
+}
+
+/// Install StackStorm packs and build them into OCI images.
+#[derive(Debug, Parser)]
+#[command(name = "st2pack", version)]
+pub struct St2packCli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install packs and their virtualenvs (the same engine as st2-pack-install).
+    Install(InstallArgs),
+    /// Build an image of packs for the stackstorm-k8s chart, and push or write it.
+    Build(Box<BuildArgs>),
+    /// List the packs and layers of an image.
+    Inspect(InspectArgs),
+    /// Make a minimal base image (sh, cp) from a static busybox.
+    BaseImage(BaseArgs),
+}
+
+impl St2packCli {
+    pub fn run(&self) -> i32 {
+        match &self.command {
+            Command::Install(args) => super::install::run(args),
+            Command::Build(args) => super::build::run(args),
+            Command::Inspect(args) => super::inspect::run(args),
+            Command::BaseImage(args) => super::base::run(args),
+        }
+    }
+}
