@@ -255,7 +255,7 @@ async fn pip_engine_builds_a_relocatable_venv() {
 }
 
 #[tokio::test]
-async fn cache_hit_copies_the_built_venv() {
+async fn cache_hit_links_the_built_venv() {
     let tmp = tempfile::tempdir().unwrap();
     let final_dir = tmp.path().join("final/mypack");
     let mut spec = spec(python().await, Installer::Auto, &final_dir, tmp.path());
@@ -285,14 +285,14 @@ async fn cache_hit_copies_the_built_venv() {
     commit(&tmp.path().join("b2"), &final_dir);
     assert_works_at(&final_dir);
     assert_checked_hash_pyc(&final_dir);
-    // Copied, not hard-linked to the cache; symlinks kept.
+    // Hard-linked from the cache (a warm install creates no file contents); symlinks kept.
     use std::os::unix::fs::MetadataExt;
     let six = walkdir::WalkDir::new(&final_dir)
         .into_iter()
         .map(|e| e.unwrap())
         .find(|e| e.file_name() == "six.py")
         .unwrap();
-    assert_eq!(six.metadata().unwrap().nlink(), 1);
+    assert!(six.metadata().unwrap().nlink() >= 2);
     assert!(
         std::fs::symlink_metadata(final_dir.join("bin/python"))
             .unwrap()
@@ -316,6 +316,7 @@ async fn cache_hit_copies_the_built_venv() {
     let entries: Vec<_> = std::fs::read_dir(tmp.path().join("cache"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name != "bytecode")
         .collect();
     assert_eq!(entries, vec![first.key]);
 }

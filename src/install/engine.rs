@@ -350,6 +350,7 @@ async fn prepare(
     let name = pack.name.as_str();
     let staged = pack.txn.staged_pack();
     let requirements = staged.join("requirements.txt");
+    let venv_cache = options.cache_dir.join("virtualenvs");
     let spec = VenvSpec {
         python: python.clone(),
         installer: options.installer,
@@ -359,7 +360,7 @@ async fn prepare(
         system_site_packages: options.system_site_packages,
         st2_site_packages: options.st2_site_packages.clone(),
         wheelhouse: options.wheelhouse.clone(),
-        cache_dir: Some(options.cache_dir.join("virtualenvs")),
+        cache_dir: Some(venv_cache.clone()),
         rebuild: options.force,
     };
     let key = venv::venv_key(&spec).map_err(|e| e.to_string())?;
@@ -398,8 +399,8 @@ async fn prepare(
     // A pack's Python files are compiled like its virtualenv, so a read-only volume never needs
     // bytecode written at run time. Files that do not compile (Python 2 syntax in an old
     // action) only warn, as pip does.
-    let used_at = options.packs_runtime_dir.join(name);
-    match venv::compile_bytecode(&python.path, &staged, &staged, &used_at).await {
+    let bytecode = venv::bytecode_cache(&venv_cache);
+    match venv::compile_bytecode(&python.path, &staged, Some(&bytecode)).await {
         Ok(compile_warnings) => warnings.extend(compile_warnings),
         Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
     }

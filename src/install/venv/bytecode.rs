@@ -17,26 +17,52 @@ use tokio::process::Command;
 use super::VenvError;
 use super::relocate::walk_error;
 
-/// argv: dir, built_at, used_at. Prints `st2pack-failed\t<path>\t<reason>` per file that does not
-/// compile, then `st2pack-compiled\t<count>`.
+/// argv: dir, cache dir (or ""). Prints `st2pack-failed\t<path>\t<reason>` per file that does
+/// not compile, then `st2pack-compiled\t<count>`.
+///
+/// Each `.pyc` records the source's path relative to `dir`: Python replaces a code object's file
+/// name with the real source path when it loads a `.pyc`, so the recorded one only has to be
+/// stable. That makes a `.pyc` depend on nothing but the source, its relative path and the
+/// interpreter, so identical files (pip, setuptools: most of every virtualenv) are compiled once
+/// per cache and hard-linked after that.
 const COMPILE_SCRIPT: &str = r#"
-import os, sys, py_compile, importlib.util
-root, built, used = sys.argv[1], sys.argv[2], sys.argv[3]
+import os, sys, hashlib, py_compile, importlib.util, shutil, tempfile
+root, cache = sys.argv[1], sys.argv[2]
 mode = py_compile.PycInvalidationMode.CHECKED_HASH
 
-def dest(path):
-    if path == built or path.startswith(built.rstrip(os.sep) + os.sep):
-        return used.rstrip(os.sep) + path[len(built.rstrip(os.sep)):]
-    return path
+def place(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 def compile_one(path):
+    rel = os.path.relpath(path, root)
+    cfile = importlib.util.cache_from_source(path)
     try:
-        py_compile.compile(path, cfile=importlib.util.cache_from_source(path), dfile=dest(path),
-                           doraise=True, invalidation_mode=mode)
+        key = None
+        if cache:
+            with open(path, "rb") as f:
+                source = f.read()
+            key = hashlib.sha256(importlib.util.MAGIC_NUMBER + b"\0" + rel.encode("utf-8", "surrogateescape") + b"\0" + source).hexdigest()
+            cached = os.path.join(cache, key[:2], key + ".pyc")
+            if os.path.exists(cached):
+                os.makedirs(os.path.dirname(cfile), exist_ok=True)
+                if os.path.lexists(cfile):
+                    os.unlink(cfile)
+                place(cached, cfile)
+                return None
+        py_compile.compile(path, cfile=cfile, dfile=rel, doraise=True, invalidation_mode=mode)
+        if key:
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cached), suffix=".tmp")
+            os.close(fd)
+            shutil.copyfile(cfile, tmp)
+            os.replace(tmp, cached)
         return None
     except Exception as exc:
         lines = [l for l in str(exc).splitlines() if l.strip()]
-        return "%s\t%s" % (dest(path), lines[-1].strip() if lines else type(exc).__name__)
+        return "%s\t%s" % (rel, lines[-1].strip() if lines else type(exc).__name__)
 
 files = []
 for top, dirs, names in os.walk(root):
@@ -58,16 +84,15 @@ for failure in results:
 out.write("st2pack-compiled\t%d\n" % len(files))
 "#;
 
-/// Compiles every `.py` under `dir` to checked-hash `.pyc`, recording paths under `built_at` as
-/// under `used_at` (like `compileall -s built_at -p used_at`), then deletes every other `.pyc`.
+/// Compiles every `.py` under `dir` to checked-hash `.pyc` (reusing those in `cache`, when
+/// given, for identical sources), then deletes every other `.pyc`.
 ///
 /// Returns a warning per file that does not compile. Interpreters older than 3.7 have no
 /// hash-based `.pyc`: there, stale `.pyc` are removed and a warning says nothing was compiled.
 pub async fn compile_bytecode(
     python: &Path,
     dir: &Path,
-    built_at: &Path,
-    used_at: &Path,
+    cache: Option<&Path>,
 ) -> Result<Vec<String>, VenvError> {
     let compile_error = |detail: String| VenvError::Compile {
         python: python.to_path_buf(),
@@ -78,8 +103,7 @@ pub async fn compile_bytecode(
     // -I: neither the environment nor the current directory (a pack's own dir) shadows stdlib.
     cmd.args(["-I", "-c", COMPILE_SCRIPT])
         .arg(dir)
-        .arg(built_at)
-        .arg(used_at);
+        .arg(cache.map(Path::as_os_str).unwrap_or_default());
     super::installer::sanitize(&mut cmd, dir);
     let output = cmd
         .output()
@@ -95,7 +119,7 @@ pub async fn compile_bytecode(
                 "{} is older than Python 3.7, which introduced hash-based .pyc, so no bytecode was \
                  precompiled for {}: its modules will be compiled at every start",
                 python.display(),
-                used_at.display()
+                dir.display()
             ));
         } else {
             return Err(compile_error(format!(

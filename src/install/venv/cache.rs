@@ -188,9 +188,9 @@ pub(crate) fn lookup(cache_dir: &Path, key: &str) -> Option<EntryMeta> {
     (meta.key == key && dir.join(VENV_DIR).join("pyvenv.cfg").is_file()).then_some(meta)
 }
 
-/// Copies the entry's venv into `build_dir` (which must be empty).
+/// Puts the entry's venv into `build_dir` (which must be empty), hard-linked.
 pub(crate) fn restore(cache_dir: &Path, key: &str, build_dir: &Path) -> Result<(), VenvError> {
-    copy_tree(&entry_dir(cache_dir, key).join(VENV_DIR), build_dir)
+    link_tree(&entry_dir(cache_dir, key).join(VENV_DIR), build_dir)
 }
 
 /// Stores the finished venv in `build_dir` under `key`. An existing entry is kept unless
@@ -212,7 +212,7 @@ pub(crate) fn store(
         .prefix(TMP_PREFIX)
         .tempdir_in(cache_dir)
         .map_err(|e| VenvError::io("create a directory in", cache_dir, e))?;
-    copy_tree(build_dir, &tmp.path().join(VENV_DIR))?;
+    link_tree(build_dir, &tmp.path().join(VENV_DIR))?;
     let json = serde_json::to_vec_pretty(meta).map_err(|e| {
         VenvError::io(
             "write",
@@ -265,9 +265,14 @@ fn sweep_stale_tmp(cache_dir: &Path) {
     }
 }
 
-/// Copies `src` into `dst` (created if missing): symlinks stay symlinks, files are copied (never
-/// hard-linked) with their modes, directories get their modes once filled.
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), VenvError> {
+/// Mirrors `src` into `dst` (created if missing): symlinks stay symlinks, files are hard-linked
+/// (copied with their modes when the two are on different filesystems), directories get their
+/// modes once filled.
+///
+/// Linking is what makes a warm install fast: a virtualenv is a few thousand files. Sharing
+/// inodes with the cache is safe because st2pack never edits an installed virtualenv in place (it
+/// builds a new one and swaps it in), and pip replaces files rather than rewriting them.
+pub(crate) fn link_tree(src: &Path, dst: &Path) -> Result<(), VenvError> {
     std::fs::create_dir_all(dst).map_err(|e| VenvError::io("create", dst, e))?;
     let mut dir_modes = Vec::new();
     for entry in walkdir::WalkDir::new(src).follow_links(false) {
@@ -296,7 +301,7 @@ pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), VenvError> {
                 std::fs::read_link(from).map_err(|e| VenvError::io("read link", from, e))?;
             std::os::unix::fs::symlink(&target, &to)
                 .map_err(|e| VenvError::io("create link", &to, e))?;
-        } else if file_type.is_file() {
+        } else if file_type.is_file() && std::fs::hard_link(from, &to).is_err() {
             std::fs::copy(from, &to).map_err(|e| VenvError::io("copy to", &to, e))?;
         }
         // Sockets and fifos have no place in a venv: skipped.
@@ -325,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn copies_trees_with_links_and_modes() {
+    fn mirrors_trees_with_hard_links_symlinks_and_modes() {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
         std::fs::create_dir_all(src.join("bin")).unwrap();
@@ -335,7 +340,7 @@ mod tests {
         std::os::unix::fs::symlink("tool", src.join("bin/alias")).unwrap();
         std::os::unix::fs::symlink("bin", src.join("bin64")).unwrap();
         let dst = tmp.path().join("dst");
-        copy_tree(&src, &dst).unwrap();
+        link_tree(&src, &dst).unwrap();
         let mode = std::fs::metadata(dst.join("bin/tool"))
             .unwrap()
             .permissions()
@@ -350,7 +355,7 @@ mod tests {
             Path::new("bin")
         );
         use std::os::unix::fs::MetadataExt;
-        assert_eq!(std::fs::metadata(dst.join("bin/tool")).unwrap().nlink(), 1);
+        assert_eq!(std::fs::metadata(dst.join("bin/tool")).unwrap().nlink(), 2);
     }
 
     #[test]

@@ -18,6 +18,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use bytecode::compile_bytecode;
+
+/// Where compiled `.pyc` are kept for reuse, inside the virtualenv cache `venv_cache`.
+pub fn bytecode_cache(venv_cache: &Path) -> PathBuf {
+    venv_cache.join("bytecode")
+}
 pub use error::VenvError;
 pub use installer::{BASE_REQUIREMENT, Installer};
 pub use python::{PythonInfo, probe_python};
@@ -178,7 +183,8 @@ async fn build_fresh(
     // The base interpreter compiles exactly as the venv's would, and names itself better in
     // messages than a staging path.
     let lib = build_dir.join("lib");
-    warnings.extend(compile_bytecode(&spec.python.path, &lib, build_dir, &spec.final_dir).await?);
+    let bytecode = spec.cache_dir.as_deref().map(bytecode_cache);
+    warnings.extend(compile_bytecode(&spec.python.path, &lib, bytecode.as_deref()).await?);
     // Anything outside lib/ (e.g. bin/__pycache__) must not keep timestamp .pyc either.
     let dir = build_dir.to_path_buf();
     blocking(move || bytecode::remove_stale_pyc(&dir)).await?;
