@@ -12,3 +12,4 @@ pub mod pack;
 pub mod redact;
 pub mod registry;
 pub mod source;
+pub mod validate;

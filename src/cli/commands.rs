@@ -8,6 +8,7 @@ use super::base::BaseArgs;
 use super::build::BuildArgs;
 use super::inspect::InspectArgs;
 use super::install::InstallArgs;
+use super::validate::ValidateArgs;
 
 /// Install StackStorm packs and one Python virtualenv per pack, with no database and no
 /// message queue.
@@ -42,6 +43,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Make a minimal base image (sh, cp) from a static busybox.
     BaseImage(BaseArgs),
+    /// Check pack directories for problems before releasing them.
+    Validate(ValidateArgs),
 }
 
 impl St2packCli {
@@ -51,6 +54,7 @@ impl St2packCli {
             Command::Build(args) => super::build::run(args),
             Command::Inspect(args) => super::inspect::run(args),
             Command::BaseImage(args) => super::base::run(args),
+            Command::Validate(args) => super::validate::run(args),
         }
     }
 }

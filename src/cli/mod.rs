@@ -7,6 +7,7 @@ pub mod commands;
 pub mod inspect;
 pub mod install;
 pub mod registry_args;
+pub mod validate;
 
 /// Everything asked for was done.
 pub const EXIT_OK: i32 = 0;
