@@ -410,20 +410,9 @@ mod bad_input {
         let root = installed_root(&sandbox);
         let port = common::servers::free_port();
         let started = std::time::Instant::now();
-        build(
-            &sandbox,
-            &[
-                "--root",
-                root.to_str().unwrap(),
-                "--base",
-                "scratch",
-                "--tag",
-                &format!("127.0.0.1:{port}/st2/packs:1"),
-                "--push",
-            ],
-        )
-        .assert_code(1)
-        .assert_stderr_has(&format!("127.0.0.1:{port}"));
+        push_root(&sandbox, &root, &format!("127.0.0.1:{port}/st2/packs:1"))
+            .assert_code(1)
+            .assert_stderr_has(&format!("127.0.0.1:{port}"));
         assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
@@ -474,33 +463,10 @@ mod bad_input {
         let registry = TestRegistry::start_plain();
         // Two dropped uploads: the retries get through.
         let flaky = FaultProxy::start(registry.port(), Fault::DropMidUpload, 2);
-        build(
-            &sandbox,
-            &[
-                "--root",
-                root.to_str().unwrap(),
-                "--base",
-                "scratch",
-                "--push",
-                "--tag",
-                &format!("{}/st2/flaky:1", flaky.host()),
-            ],
-        )
-        .assert_ok();
+        push_root(&sandbox, &root, &format!("{}/st2/flaky:1", flaky.host())).assert_ok();
         // Every upload dropped: a clear error, and the tag does not exist.
         let broken = FaultProxy::start(registry.port(), Fault::DropMidUpload, usize::MAX);
-        let run = build(
-            &sandbox,
-            &[
-                "--root",
-                root.to_str().unwrap(),
-                "--base",
-                "scratch",
-                "--push",
-                "--tag",
-                &format!("{}/st2/broken:1", broken.host()),
-            ],
-        );
+        let run = push_root(&sandbox, &root, &format!("{}/st2/broken:1", broken.host()));
         run.assert_code(1).assert_stderr_has("st2/broken");
         let inspect = Command::new("skopeo")
             .args([
@@ -543,6 +509,22 @@ mod bad_input {
         )
         .assert_code(1)
         .assert_stderr_has(&fifo.display().to_string());
+    }
+
+    /// Builds the tree at `root` on scratch and pushes it as `tag`.
+    fn push_root(sandbox: &Sandbox, root: &Path, tag: &str) -> Run {
+        build(
+            sandbox,
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--base",
+                "scratch",
+                "--push",
+                "--tag",
+                tag,
+            ],
+        )
     }
 
     /// A tree installed by st2-pack-install, for the tests that start from --root.

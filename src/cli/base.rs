@@ -7,11 +7,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::build::{
-    Failure, failed, parse_output, parse_tags, push, source_date_epoch, usage, write_output,
-};
+use super::build::{parse_output, parse_tags, push, source_date_epoch, write_output};
 use super::registry_args::RegistryArgs;
-use super::{EXIT_FAILED, EXIT_OK};
+use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::BuiltImage;
 use crate::image::assemble::{HistoryEntry, Image, rfc3339};
 use crate::image::blobs::BlobStore;
@@ -53,20 +51,7 @@ pub struct BaseArgs {
 }
 
 pub fn run(args: &BaseArgs) -> i32 {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    match runtime.block_on(base_image(args)) {
-        Ok(()) => EXIT_OK,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            code
-        }
-    }
+    run_to_exit_code(base_image(args))
 }
 
 async fn base_image(args: &BaseArgs) -> Result<(), Failure> {

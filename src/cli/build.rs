@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::install::{InstallSettings, Placement, RuntimeDirs, print_summary};
 use super::registry_args::RegistryArgs;
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::tree::{self, PackTree};
 use crate::build::{BuiltImage, DEFAULT_EPOCH, ImageInputs, build_image, helm};
 use crate::image::archive::write_archive;
@@ -143,32 +143,7 @@ pub(super) struct PushSummary {
 
 /// Runs `st2pack build` and returns the exit code.
 pub fn run(args: &BuildArgs) -> i32 {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
-        }
-    };
-    match runtime.block_on(build(args)) {
-        Ok(()) => EXIT_OK,
-        Err((code, message)) => {
-            if !message.is_empty() {
-                eprintln!("error: {message}");
-            }
-            code
-        }
-    }
-}
-
-pub(super) type Failure = (i32, String);
-
-pub(super) fn usage(message: impl Into<String>) -> Failure {
-    (EXIT_USAGE, message.into())
-}
-
-pub(super) fn failed(message: impl std::fmt::Display) -> Failure {
-    (EXIT_FAILED, message.to_string())
+    run_to_exit_code(build(args))
 }
 
 async fn build(args: &BuildArgs) -> Result<(), Failure> {

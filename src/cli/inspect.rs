@@ -5,7 +5,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::registry_args::RegistryArgs;
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{EXIT_FAILED, EXIT_USAGE, Failure, run_to_exit_code};
 use crate::image::assemble::Image;
 use crate::image::labels::{self, PackLabel};
 use crate::image::layout;
@@ -36,27 +36,21 @@ struct Inspection {
 }
 
 pub fn run(args: &InspectArgs) -> i32 {
+    run_to_exit_code(inspect(args))
+}
+
+async fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     let inspection = if args.image.starts_with("oci:") {
-        inspect_layout(&args.image)
+        inspect_layout(&args.image)?
     } else {
-        match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(inspect_registry(args)),
-            Err(e) => Err((EXIT_FAILED, format!("cannot start the async runtime: {e}"))),
-        }
-    };
-    let inspection = match inspection {
-        Ok(inspection) => inspection,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            return code;
-        }
+        inspect_registry(args).await?
     };
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&inspection).unwrap_or_default()
         );
-        return EXIT_OK;
+        return Ok(());
     }
     println!("image  {}", inspection.image);
     if let Some(digest) = &inspection.digest {
@@ -82,10 +76,10 @@ pub fn run(args: &InspectArgs) -> i32 {
             layer.digest, layer.size, layer.media_type
         );
     }
-    EXIT_OK
+    Ok(())
 }
 
-fn inspect_layout(image: &str) -> Result<Inspection, (i32, String)> {
+fn inspect_layout(image: &str) -> Result<Inspection, Failure> {
     let (parsed, _) =
         layout::read_reference(image).map_err(|e| (EXIT_USAGE, format!("{image}: {e}")))?;
     let packs = labels::packs(&parsed).map_err(|e| (EXIT_FAILED, format!("{image}: {e}")))?;
@@ -97,7 +91,7 @@ fn inspect_layout(image: &str) -> Result<Inspection, (i32, String)> {
     })
 }
 
-async fn inspect_registry(args: &InspectArgs) -> Result<Inspection, (i32, String)> {
+async fn inspect_registry(args: &InspectArgs) -> Result<Inspection, Failure> {
     let reference = Reference::parse(&args.image).map_err(|e| (EXIT_USAGE, e.to_string()))?;
     let client = args
         .registry

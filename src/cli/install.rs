@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use super::{failed, run_to_exit_code, usage};
 use crate::config::St2Config;
 use crate::install::place::Targets;
 use crate::install::venv::Installer;
@@ -256,37 +256,25 @@ pub fn run(args: &InstallArgs) -> i32 {
         runtime: None,
         verbose: args.verbose || args.debug,
     };
-    let (options, specs) = match args.settings.to_options(&args.packs, placement) {
-        Ok(resolved) => resolved,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return EXIT_USAGE;
+    run_to_exit_code(async {
+        let (options, specs) = args
+            .settings
+            .to_options(&args.packs, placement)
+            .map_err(usage)?;
+        let report = install::install(&options, &specs)
+            .await
+            .map_err(|e| (e.exit_code(), e.to_string()))?;
+        print_summary(&report);
+        if args.json {
+            print_json(&report);
         }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return EXIT_FAILED;
+        if report.all_succeeded() {
+            Ok(())
+        } else {
+            // The summary already lists each failure.
+            Err(failed(""))
         }
-    };
-    match runtime.block_on(install::install(&options, &specs)) {
-        Ok(report) => {
-            print_summary(&report);
-            if args.json {
-                print_json(&report);
-            }
-            if report.all_succeeded() {
-                EXIT_OK
-            } else {
-                EXIT_FAILED
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
-    }
+    })
 }
 
 /// The end summary on stderr, in the order the packs were requested.

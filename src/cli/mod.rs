@@ -16,6 +16,37 @@ pub const EXIT_FAILED: i32 = 1;
 /// Bad usage or bad input: nothing was attempted.
 pub const EXIT_USAGE: i32 = 2;
 
+/// What a subcommand failed with: the exit code, and the message (empty when already printed).
+pub type Failure = (i32, String);
+
+/// Bad usage or bad input, with the message to print.
+pub fn usage(message: impl Into<String>) -> Failure {
+    (EXIT_USAGE, message.into())
+}
+
+/// The operation failed, with the message to print.
+pub fn failed(message: impl std::fmt::Display) -> Failure {
+    (EXIT_FAILED, message.to_string())
+}
+
+/// Runs a subcommand's async body on a fresh runtime and turns its outcome into the exit code,
+/// printing the error.
+pub fn run_to_exit_code(body: impl std::future::Future<Output = Result<(), Failure>>) -> i32 {
+    let outcome = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(body),
+        Err(e) => Err(failed(format!("cannot start the async runtime: {e}"))),
+    };
+    match outcome {
+        Ok(()) => EXIT_OK,
+        Err((code, message)) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            code
+        }
+    }
+}
+
 /// Replaces Rust's panic message and backtrace with one line that says what to do.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
