@@ -68,6 +68,17 @@ fn local_directory_installs_with_its_virtualenv_and_provenance() {
 }
 
 #[test]
+fn a_file_url_to_a_plain_directory_is_copied_as_upstream_does() {
+    let sandbox = Sandbox::new();
+    copy_fixture("hello_st2", &sandbox.path().join("plain"));
+    let url = format!("file://{}", sandbox.path().join("plain").display());
+    sandbox
+        .install(&["--no-base-requirements", &url])
+        .assert_ok();
+    assert!(sandbox.packs().join("hello_st2/actions/hello.sh").is_file());
+}
+
+#[test]
 fn work_tree_without_ref_is_copied_with_uncommitted_edits_and_without_git() {
     let sandbox = Sandbox::new();
     let repo = pack_repo(sandbox.path(), "hello_st2", &["1.0.0"]);

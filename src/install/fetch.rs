@@ -146,9 +146,20 @@ async fn fetch_into(ctx: &FetchContext, spec: &PackSpec, dest: &Path) -> Result<
                 .unwrap_or_else(|| entry.version.clone());
             fetch_git(ctx, &entry.repo_url, Some(reference), dest).await
         }
-        PackSource::Git { url } => fetch_git(ctx, url, spec.reference.clone(), dest).await,
+        // Upstream also accepts file:// for a plain directory (its builder image documents
+        // `PACKS=file:///tmp/mypack`): that is copied as it is, like a local path.
+        PackSource::Git { url } => match plain_directory_of_file_url(url) {
+            Some(path) => fetch_local(ctx, &path, spec.reference.clone(), dest).await,
+            None => fetch_git(ctx, url, spec.reference.clone(), dest).await,
+        },
         PackSource::Local { path } => fetch_local(ctx, path, spec.reference.clone(), dest).await,
     }
+}
+
+/// The directory a `file://` URL names, when it is a directory without git.
+fn plain_directory_of_file_url(url: &str) -> Option<std::path::PathBuf> {
+    let path = url::Url::parse(url).ok()?.to_file_path().ok()?;
+    (local::classify(&path).ok()? == LocalKind::Plain).then_some(path)
 }
 
 fn unknown_pack_message(name: &str, index: &PackIndex) -> String {

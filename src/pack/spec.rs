@@ -202,6 +202,12 @@ fn parse_source(raw: &str, home: Option<&Path>) -> Result<(PackSource, Option<St
             spec: redact_spec(raw),
         });
     }
+    if reference.is_some_and(|r| r.starts_with('=')) {
+        return Err(SpecError::DoubleEquals {
+            spec: redact_spec(raw),
+            name: name.to_string(),
+        });
+    }
     PackName::new(name).map_err(|source| SpecError::BadName {
         spec: redact_spec(raw),
         source,
@@ -335,6 +341,11 @@ pub enum SpecError {
     )]
     EmptyRef { spec: String },
     #[error(
+        "invalid pack spec {spec:?}: a version is given with a single \"=\" (pip's \"==\" is not \
+         used here); write {name}=VERSION"
+    )]
+    DoubleEquals { spec: String, name: String },
+    #[error(
         "invalid pack spec {spec:?}: {} is not a valid Exchange pack name (nor OWNER/REPO, a git \
          URL or a ./dir path): {}",
         .source.quoted_name(),
@@ -389,6 +400,12 @@ pub enum SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pip_style_double_equals_is_refused_with_the_fix() {
+        let err = PackSpec::parse("aws==2.0.2").unwrap_err().to_string();
+        assert!(err.contains("aws=VERSION"), "{err}");
+    }
 
     const HOME: &str = "/home/st2";
 
