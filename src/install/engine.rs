@@ -400,7 +400,7 @@ async fn prepare(
     // bytecode written at run time. Files that do not compile (Python 2 syntax in an old
     // action) only warn, as pip does.
     let bytecode = venv::bytecode_cache(&venv_cache);
-    match venv::compile_bytecode(&python.path, &staged, Some(&bytecode)).await {
+    match venv::compile_bytecode(&python.path, &staged, Some(&bytecode), &[]).await {
         Ok(compile_warnings) => warnings.extend(compile_warnings),
         Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
     }

@@ -17,7 +17,8 @@ use tokio::process::Command;
 use super::VenvError;
 use super::relocate::walk_error;
 
-/// argv: dir, cache dir (or ""). Prints `st2pack-failed\t<path>\t<reason>` per file that does
+/// argv: dir, cache dir (or ""), comma-separated top-level packages of `site-packages` to leave
+/// uncompiled (or ""). Prints `st2pack-failed\t<path>\t<reason>` per file that does
 /// not compile, then `st2pack-compiled\t<count>`.
 ///
 /// Each `.pyc` records the source's path relative to `dir`: Python replaces a code object's file
@@ -28,6 +29,7 @@ use super::relocate::walk_error;
 const COMPILE_SCRIPT: &str = r#"
 import os, sys, hashlib, py_compile, importlib.util, shutil, tempfile
 root, cache = sys.argv[1], sys.argv[2]
+skip = set(p for p in sys.argv[3].split(",") if p)
 mode = py_compile.PycInvalidationMode.CHECKED_HASH
 
 def place(src, dst):
@@ -66,7 +68,8 @@ def compile_one(path):
 
 files = []
 for top, dirs, names in os.walk(root):
-    dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+    at_site = os.path.basename(top) == "site-packages"
+    dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (at_site and d in skip))
     files.extend(os.path.join(top, n) for n in sorted(names) if n.endswith(".py"))
 
 workers = min(os.cpu_count() or 1, 8)
@@ -85,7 +88,8 @@ out.write("st2pack-compiled\t%d\n" % len(files))
 "#;
 
 /// Compiles every `.py` under `dir` to checked-hash `.pyc` (reusing those in `cache`, when
-/// given, for identical sources), then deletes every other `.pyc`.
+/// given, for identical sources), except the top-level `site-packages` packages in `skip`, then
+/// deletes every other `.pyc`.
 ///
 /// Returns a warning per file that does not compile. Interpreters older than 3.7 have no
 /// hash-based `.pyc`: there, stale `.pyc` are removed and a warning says nothing was compiled.
@@ -93,6 +97,7 @@ pub async fn compile_bytecode(
     python: &Path,
     dir: &Path,
     cache: Option<&Path>,
+    skip: &[&str],
 ) -> Result<Vec<String>, VenvError> {
     let compile_error = |detail: String| VenvError::Compile {
         python: python.to_path_buf(),
@@ -103,7 +108,8 @@ pub async fn compile_bytecode(
     // -I: neither the environment nor the current directory (a pack's own dir) shadows stdlib.
     cmd.args(["-I", "-c", COMPILE_SCRIPT])
         .arg(dir)
-        .arg(cache.map(Path::as_os_str).unwrap_or_default());
+        .arg(cache.map(Path::as_os_str).unwrap_or_default())
+        .arg(skip.join(","));
     super::installer::sanitize(&mut cmd, dir);
     let output = cmd
         .output()

@@ -183,8 +183,11 @@ async fn build_fresh(
     // The base interpreter compiles exactly as the venv's would, and names itself better in
     // messages than a staging path.
     let lib = build_dir.join("lib");
+    // pip is a third of a virtualenv's modules and never runs in the cluster (the volumes are
+    // read-only, so nothing is installed there), so its bytecode is not worth the time.
     let bytecode = spec.cache_dir.as_deref().map(bytecode_cache);
-    warnings.extend(compile_bytecode(&spec.python.path, &lib, bytecode.as_deref()).await?);
+    warnings
+        .extend(compile_bytecode(&spec.python.path, &lib, bytecode.as_deref(), &["pip"]).await?);
     // Anything outside lib/ (e.g. bin/__pycache__) must not keep timestamp .pyc either.
     let dir = build_dir.to_path_buf();
     blocking(move || bytecode::remove_stale_pyc(&dir)).await?;
