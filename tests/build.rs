@@ -346,6 +346,68 @@ fn after_changing_one_pack_exactly_one_layer_blob_is_uploaded() {
     );
 }
 
+#[test]
+fn outputs_without_a_registry_are_read_by_skopeo_and_inspect() {
+    let sandbox = Sandbox::new();
+    let root = bad_input::installed_root(&sandbox);
+    let layout = sandbox.path().join("layout");
+    let archive = sandbox.path().join("image.tar");
+    let run = build(
+        &sandbox,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--base",
+            "scratch",
+            "--tag",
+            "registry.example.com/st2/packs:2.0",
+            "--output",
+            &format!("oci:{}", layout.display()),
+            "--output",
+            &format!("docker-archive:{}", archive.display()),
+            "--compression",
+            "zstd",
+        ],
+    );
+    run.assert_ok()
+        .assert_stderr_has("--base scratch has no /bin/sh");
+    let digest = run.stdout.trim().to_string();
+
+    let from_layout: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        &format!("oci:{}:2.0", layout.display()),
+    ]))
+    .unwrap();
+    assert_eq!(from_layout["Digest"], digest.as_str());
+    let from_archive: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        &format!("docker-archive:{}", archive.display()),
+    ]))
+    .unwrap();
+    assert_eq!(from_archive["Layers"].as_array().unwrap().len(), 1);
+    let raw: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci:{}:2.0", layout.display()),
+    ]))
+    .unwrap();
+    assert_eq!(
+        raw["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+
+    let inspect = st2pack(
+        &sandbox,
+        &[
+            "inspect",
+            "--json",
+            &format!("oci:{}:2.0", layout.display()),
+        ],
+    );
+    inspect.assert_ok();
+    assert_eq!(inspect.json()["packs"][0]["name"], "hello_st2");
+}
+
 mod bad_input {
     use super::*;
 
@@ -528,7 +590,7 @@ mod bad_input {
     }
 
     /// A tree installed by st2-pack-install, for the tests that start from --root.
-    fn installed_root(sandbox: &Sandbox) -> PathBuf {
+    pub(super) fn installed_root(sandbox: &Sandbox) -> PathBuf {
         let root = sandbox.path().join("root");
         let hello = common::repos::fixture_pack("hello_st2");
         let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2-pack-install"), &[]);
