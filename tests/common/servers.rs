@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -120,6 +121,7 @@ impl GitDaemon {
                 .arg(base)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                .process_group(0)
                 .spawn()
                 .expect("git daemon must be installed (it ships with git)");
             let mut daemon = GitDaemon { port, child };
@@ -133,7 +135,7 @@ impl GitDaemon {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = daemon.child.kill();
+            daemon.stop();
         }
         panic!("git daemon did not start on 127.0.0.1");
     }
@@ -143,10 +145,19 @@ impl GitDaemon {
     }
 }
 
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
+impl GitDaemon {
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
