@@ -1159,8 +1159,8 @@ fn check_validate_then_build(file: &str, expected_tag: &str) {
         ["."],
         "{file}: builds the pack repository itself"
     );
-    assert_eq!(build.tags, [expected_tag], "{file}: the image tag");
-    assert!(build.push, "{file}: --push");
+    assert_eq!(build.targets.tags, [expected_tag], "{file}: the image tag");
+    assert!(build.targets.push, "{file}: --push");
     assert!(
         build.registry.username.is_some() && build.registry.password_stdin,
         "{file}: --username and --password-stdin, never a password on the command line"

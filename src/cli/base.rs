@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::build::{parse_output, parse_tags, push, source_date_epoch, write_output};
+use super::build::{TargetArgs, push, source_date_epoch, write_output};
 use super::registry_args::RegistryArgs;
 use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::BuiltImage;
@@ -30,17 +30,8 @@ pub struct BaseArgs {
     #[arg(long, value_name = "PATH", default_value = "/bin/busybox")]
     pub busybox: PathBuf,
 
-    /// Image name (repeat for more tags).
-    #[arg(long = "tag", short = 't', value_name = "REF", required = true)]
-    pub tags: Vec<String>,
-
-    /// Push the image to the registry of each --tag.
-    #[arg(long)]
-    pub push: bool,
-
-    /// Also write the image to oci:DIR or docker-archive:FILE; repeatable.
-    #[arg(long = "output", short = 'o', value_name = "TARGET")]
-    pub outputs: Vec<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
 
     /// Clone, virtualenv and layer cache [default: ~/.cache/st2pack]
     #[arg(long, value_name = "DIR", env = "ST2PACK_CACHE_DIR")]
@@ -55,12 +46,7 @@ pub fn run(args: &BaseArgs) -> i32 {
 }
 
 async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
-    let targets = parse_tags(&args.tags)?;
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (targets, outputs) = args.targets.parse()?;
     if !args.busybox.is_file() {
         return Err(usage(format!(
             "--busybox {}: no such file; install a static busybox (Debian: apt-get install busybox-static) or give its path",
@@ -122,7 +108,7 @@ async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
     for output in &outputs {
         write_output(output, &built, &targets, &store, mtime)?;
     }
-    if args.push {
+    if args.targets.push {
         let refs: Vec<_> = targets.iter().collect();
         let client = args.registry.client(&refs).map_err(usage)?;
         push(&client, &built, &targets, &store, None).await?;

@@ -46,18 +46,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
-    /// Image name, e.g. registry.example.com:5000/team/st2packs:1.4.0 (repeat for more tags).
-    #[arg(long = "tag", short = 't', value_name = "REF", required = true)]
-    pub tags: Vec<String>,
-
-    /// Push the image to the registry of each --tag.
-    #[arg(long)]
-    pub push: bool,
-
-    /// Also write the image to oci:DIR (an OCI image layout) or docker-archive:FILE (for
-    /// `docker load` / `kind load image-archive`); repeatable.
-    #[arg(long = "output", short = 'o', value_name = "TARGET")]
-    pub outputs: Vec<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
 
     /// Base image: a registry reference, oci:DIR[:TAG], or scratch (no /bin/sh: the chart's
     /// init container needs sh and cp).
@@ -104,6 +94,36 @@ pub struct BuildArgs {
     pub verbose: bool,
 }
 
+/// Where an image goes: its names, the registry, and files; shared by `build` and `base-image`.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Image name, e.g. registry.example.com:5000/team/st2packs:1.4.0 (repeat for more tags).
+    #[arg(long = "tag", short = 't', value_name = "REF", required = true)]
+    pub tags: Vec<String>,
+
+    /// Push the image to the registry of each --tag.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Also write the image to oci:DIR (an OCI image layout) or docker-archive:FILE (for
+    /// `docker load` / `kind load image-archive`); repeatable.
+    #[arg(long = "output", short = 'o', value_name = "TARGET")]
+    pub outputs: Vec<String>,
+}
+
+impl TargetArgs {
+    /// The tags and outputs, checked before any work starts.
+    pub(super) fn parse(&self) -> Result<(Vec<Reference>, Vec<Output>), Failure> {
+        let tags = parse_tags(&self.tags)?;
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|o| parse_output(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((tags, outputs))
+    }
+}
+
 /// Where the image goes besides the registry.
 pub(super) enum Output {
     Layout { dir: PathBuf, tag: Option<String> },
@@ -148,12 +168,7 @@ pub fn run(args: &BuildArgs) -> i32 {
 
 async fn build(args: &BuildArgs) -> Result<(), Failure> {
     // Everything the user typed is checked before any work starts.
-    let targets = parse_tags(&args.tags)?;
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (targets, outputs) = args.targets.parse()?;
     if args.packs.is_empty() && args.root.is_none() {
         return Err(usage(
             "give the packs to build (st2pack build PACK... --tag REF) or an installed tree (--root DIR)",
@@ -189,7 +204,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         base if base.starts_with("oci:") => None,
         base => Some(Reference::parse(base).map_err(|e| usage(format!("--base: {e}")))?),
     };
-    let mut registry_refs: Vec<&Reference> = if args.push {
+    let mut registry_refs: Vec<&Reference> = if args.targets.push {
         targets.iter().collect()
     } else {
         Vec::new()
@@ -246,7 +261,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
 
     // 5. The registry, manifest last.
     let mut pushed = Vec::new();
-    if args.push {
+    if args.targets.push {
         pushed = push(&client, &built, &targets, &store, base_reference.as_ref()).await?;
     }
 
@@ -256,7 +271,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         helm::packs_image_values(&image, target.tag().unwrap_or("latest"), &digest)
     });
     if let Some(values) = &helm_values {
-        if args.push {
+        if args.targets.push {
             eprintln!(
                 "\nst2.packs.images entry for the stackstorm-k8s chart (pinned by digest):\n{values}"
             );
@@ -302,7 +317,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(super) fn parse_tags(tags: &[String]) -> Result<Vec<Reference>, Failure> {
+fn parse_tags(tags: &[String]) -> Result<Vec<Reference>, Failure> {
     tags.iter()
         .map(|tag| {
             let reference = Reference::parse(tag).map_err(|e| usage(format!("--tag: {e}")))?;
@@ -319,7 +334,7 @@ pub(super) fn parse_tags(tags: &[String]) -> Result<Vec<Reference>, Failure> {
         .collect()
 }
 
-pub(super) fn parse_output(output: &str) -> Result<Output, Failure> {
+fn parse_output(output: &str) -> Result<Output, Failure> {
     if let Some(rest) = output.strip_prefix("oci:") {
         if rest.is_empty() {
             return Err(usage(
