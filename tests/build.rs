@@ -396,6 +396,34 @@ fn outputs_without_a_registry_are_read_by_skopeo_and_inspect() {
         "application/vnd.oci.image.layer.v1.tar+zstd"
     );
 
+    // The layout, used as a base, is read and not written to (as if another tool had made it).
+    let _ = fs::remove_dir_all(layout.join("blobs/.tmp"));
+    let listing = |dir: &Path| -> Vec<String> {
+        walkdir::WalkDir::new(dir)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.unwrap().path().display().to_string())
+            .collect()
+    };
+    let files_before = listing(&layout);
+    let base = format!("oci:{}:2.0", layout.display());
+    build(
+        &sandbox,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--base",
+            &base,
+            "--tag",
+            "x:1",
+        ],
+    )
+    .assert_ok();
+    assert_eq!(
+        listing(&layout),
+        files_before,
+        "the base layout was modified"
+    );
     let inspect = st2pack(
         &sandbox,
         &[

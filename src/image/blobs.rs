@@ -89,6 +89,15 @@ impl BlobStore {
         Ok(store)
     }
 
+    /// Opens an existing store for reading only, creating and cleaning nothing: for the `blobs/`
+    /// of a user's OCI layout, which may be read-only and is not ours to modify.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<BlobStore, BlobError> {
+        let store = BlobStore { root: root.into() };
+        let blobs = store.blobs_dir();
+        fs::read_dir(&blobs).map_err(BlobError::io("read the blob directory", &blobs))?;
+        Ok(store)
+    }
+
     /// The store's root: the `blobs/` directory of an OCI layout.
     pub fn root(&self) -> &Path {
         &self.root

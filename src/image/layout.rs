@@ -163,7 +163,7 @@ pub fn parse_reference(reference: &str) -> (PathBuf, Option<String>) {
 /// copying before it is built on.
 pub fn layout_blob_store(dir: &Path) -> Result<BlobStore, LayoutError> {
     check_layout(dir)?;
-    BlobStore::open(dir.join("blobs")).map_err(|source| LayoutError::Store {
+    BlobStore::open_existing(dir.join("blobs")).map_err(|source| LayoutError::Store {
         dir: dir.to_path_buf(),
         source,
     })
