@@ -189,7 +189,8 @@ impl PackManifest {
         Ok(warnings)
     }
 
-    fn compat_problems(&self, st2_version: Option<&semver::Version>) -> Vec<ManifestError> {
+    /// Every version-compatibility problem, not only the first: what `st2pack validate` reports.
+    pub fn compat_problems(&self, st2_version: Option<&semver::Version>) -> Vec<ManifestError> {
         let mut problems = Vec::new();
         let path = || self.file.clone();
         if semver::Version::parse(&self.version).is_err() {

@@ -103,8 +103,8 @@ pub fn validate_pack(dir: &Path) -> PackReport {
     report
 }
 
-/// pack.yaml, through the installer's own functions. Each of them stops at its first problem,
-/// so at most one problem per step is reported; the steps after a failed load need a manifest.
+/// pack.yaml, through the installer's own functions, every compatibility problem reported; the
+/// steps after a failed load need a manifest.
 fn check_manifest(dir: &Path, report: &mut PackReport) {
     let manifest = match PackManifest::load(dir) {
         Ok(manifest) => manifest,
@@ -114,8 +114,8 @@ fn check_manifest(dir: &Path, report: &mut PackReport) {
         Ok(name) => report.name = Some(name.to_string()),
         Err(e) => manifest_error(report, &e),
     }
-    if let Err(e) = manifest.check_compat(None, false) {
-        manifest_error(report, &e);
+    for problem in manifest.compat_problems(None) {
+        manifest_error(report, &problem);
     }
     if let Err(e) = manifest.dependency_specs() {
         manifest_error(report, &e);
@@ -200,6 +200,19 @@ mod tests {
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         assert_eq!(report.name.as_deref(), Some("good"));
         assert!(report.is_ok());
+    }
+
+    #[test]
+    fn every_compatibility_problem_of_pack_yaml_is_reported() {
+        let manifest = "ref: old\nname: old\ndescription: d\nversion: '1.0'\nauthor: me\npython_versions: ['2']\n";
+        let report = validate_pack(pack(&[("pack.yaml", manifest)]).path());
+        let messages: Vec<&str> = report.errors.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("1.0")), "{messages:?}");
+        assert!(
+            messages.iter().any(|m| m.contains("Python 2")),
+            "{messages:?}"
+        );
     }
 
     #[test]
