@@ -484,31 +484,11 @@ async fn load_base(
     let (image, layout_store) =
         layout::read_reference(base).map_err(|e| usage(format!("--base {base}: {e}")))?;
     for layer in &image.layers {
-        import_blob(&layout_store, store, &layer.descriptor.digest)
+        store
+            .import(&layout_store, &layer.descriptor.digest)
             .map_err(|e| failed(format!("--base {base}: {e}")))?;
     }
     Ok(image)
-}
-
-/// Makes `digest` available in `to` (a hard link when possible, else a copy).
-fn import_blob(from: &BlobStore, to: &BlobStore, digest: &str) -> Result<(), String> {
-    if to.contains(digest) {
-        return Ok(());
-    }
-    let source = from.path(digest).map_err(|e| e.to_string())?;
-    let target = to.path(digest).map_err(|e| e.to_string())?;
-    if std::fs::hard_link(&source, &target).is_err() {
-        let mut writer = to.writer().map_err(|e| e.to_string())?;
-        let mut file = from.open_blob(digest).map_err(|e| e.to_string())?;
-        std::io::copy(&mut file, &mut writer).map_err(|e| e.to_string())?;
-        let written = writer
-            .finish("application/octet-stream")
-            .map_err(|e| e.to_string())?;
-        if written.digest != digest {
-            return Err(format!("blob {digest} is corrupt in the base layout"));
-        }
-    }
-    Ok(())
 }
 
 pub(super) fn write_output(

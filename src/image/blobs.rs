@@ -98,6 +98,30 @@ impl BlobStore {
         Ok(store)
     }
 
+    /// Makes blob `digest` of `from` available here: hard-linked when both are on one
+    /// filesystem, else copied through a writer, which checks the digest on the way.
+    pub fn import(&self, from: &BlobStore, digest: &str) -> Result<(), BlobError> {
+        if self.contains(digest) {
+            return Ok(());
+        }
+        if fs::hard_link(from.path(digest)?, self.path(digest)?).is_ok() {
+            return Ok(());
+        }
+        let mut writer = self.writer()?;
+        let mut source = from.open_blob(digest)?;
+        let target = self.path(digest)?;
+        std::io::copy(&mut source, &mut writer)
+            .map_err(BlobError::io("copy a blob to", &target))?;
+        let written = writer.finish("application/octet-stream")?;
+        if written.digest != digest {
+            return Err(BlobError::Corrupt {
+                path: from.path(digest)?,
+                actual: written.digest,
+            });
+        }
+        Ok(())
+    }
+
     /// The store's root: the `blobs/` directory of an OCI layout.
     pub fn root(&self) -> &Path {
         &self.root
@@ -277,6 +301,22 @@ impl Write for BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_makes_another_stores_blob_available() {
+        let (_a, from) = store();
+        let (_b, to) = store();
+        let descriptor = from
+            .put_bytes("application/octet-stream", b"layer")
+            .unwrap();
+        to.import(&from, &descriptor.digest).unwrap();
+        assert!(to.contains(&descriptor.digest));
+        to.verify(&descriptor.digest).unwrap();
+        assert!(
+            to.import(&from, &format!("sha256:{}", "0".repeat(64)))
+                .is_err()
+        );
+    }
 
     fn store() -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -126,31 +126,16 @@ pub async fn install(
             (Decision::SameAs(_), Ok((pack, _))) => {
                 let _ = pack.txn.abandon();
             }
-            (Decision::Failed(message), fetch) => {
-                let warnings = match fetch {
-                    Ok((pack, _)) => {
-                        let mut outcome = outcome_of(&pack, base.clone());
-                        let _ = pack.txn.abandon();
-                        outcome.status = Status::Failed;
-                        outcome.error = Some(message.clone());
-                        outcomes[index] = Some(outcome);
-                        continue;
-                    }
-                    Err(_) => Vec::new(),
-                };
-                outcomes[index] = Some(PackOutcome {
-                    status: Status::Failed,
-                    error: Some(message.clone()),
-                    warnings,
-                    ..base
-                });
+            (Decision::Failed(message), Ok((pack, _))) => {
+                let outcome = outcome_of(&pack, base);
+                let _ = pack.txn.abandon();
+                outcomes[index] = Some(failed(outcome, message.clone()));
+            }
+            (Decision::Failed(message), Err(_)) => {
+                outcomes[index] = Some(failed(base, message.clone()));
             }
             (_, Err(message)) => {
-                outcomes[index] = Some(PackOutcome {
-                    status: Status::Failed,
-                    error: Some(message),
-                    ..base
-                });
+                outcomes[index] = Some(failed(base, message));
             }
         }
     }
