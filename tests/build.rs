@@ -335,6 +335,19 @@ fn after_changing_one_pack_exactly_one_layer_blob_is_uploaded() {
         .map(|p| p["layer_reused"].as_bool().unwrap())
         .collect();
     assert_eq!(reused, [false, true], "only hello_st2's layer is rebuilt");
+    // Reinstalled at its new version, the pack kept its virtualenv (linked again from the
+    // installer's cache), whose compressed bytes were copied rather than compressed again.
+    let compressed = |summary: &serde_json::Value| {
+        summary["packs"][0]["layer_bytes_compressed"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        compressed(&summary) * 10 < compressed(&first.json()),
+        "{} of {} bytes compressed again",
+        compressed(&summary),
+        compressed(&first.json())
+    );
     assert_eq!(
         summary["pushed"][0]["uploaded"], 2,
         "one layer and the config"

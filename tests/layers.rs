@@ -627,7 +627,10 @@ fn a_changed_pack_is_the_only_layer_rebuilt() {
         let tree = dir.path().join(format!("pack{n}"));
         fs::create_dir_all(tree.join("actions")).expect("mkdir");
         fs::write(tree.join("actions/a.py"), format!("N = {n}\n")).expect("write");
-        inputs.push(LayerInput::pack(&format!("pack{n}"), tree, None));
+        let venv = dir.path().join(format!("venv{n}"));
+        fs::create_dir_all(venv.join("lib")).expect("mkdir");
+        fs::write(venv.join("lib/dep.py"), "X = 1\n".repeat(1000)).expect("write");
+        inputs.push(LayerInput::pack(&format!("pack{n}"), tree, Some(venv)));
     }
     // Backdated past the racy window, as trees are in practice by the next build.
     let status = Command::new("find")
@@ -664,12 +667,19 @@ fn a_changed_pack_is_the_only_layer_rebuilt() {
 
     // Changing its content gives a new layer.
     fs::write(&touched, "N = 'changed'\n").expect("write");
-    let fourth = build_layers_cached(&cache, inputs, &opts, 2).expect("fourth");
+    let fourth = build_layers_cached(&cache, inputs.clone(), &opts, 2).expect("fourth");
     assert_eq!(
         fourth.iter().map(|l| l.from_cache).collect::<Vec<_>>(),
         [true, false, true]
     );
     assert_ne!(fourth[1].layer, first[1].layer);
+    // Both times the unchanged virtualenv's compressed bytes were copied (only the pack was
+    // compressed again), and the layer is byte for byte what a build without any cache makes.
+    assert!(fourth[1].stats.bytes_reused > 6000, "{:?}", fourth[1].stats);
+    assert_eq!(third[1].stats.bytes_reused, fourth[1].stats.bytes_reused);
+    let scratch = BlobStore::open(dir.path().join("scratch")).expect("store");
+    let (from_scratch, _) = build_layer(&scratch, &inputs[1], &opts).expect("scratch");
+    assert_eq!(fourth[1].layer, from_scratch);
 }
 
 /// Peak resident memory of this process, in KiB.

@@ -44,8 +44,18 @@ pub struct ImageInputs<'a> {
 pub struct BuiltImage {
     pub image: Image,
     pub annotations: BTreeMap<String, String>,
-    /// One entry per pack layer, in image order: pack name and whether the layer was reused.
-    pub layers: Vec<(String, bool)>,
+    /// One entry per pack layer, in image order.
+    pub layers: Vec<PackLayer>,
+}
+
+/// How one pack's layer was made.
+pub struct PackLayer {
+    pub pack: String,
+    /// Unchanged since an earlier build: taken whole from the layer cache.
+    pub reused: bool,
+    /// Bytes of the layer's tar compressed by this build (the rest, if any, was copied
+    /// compressed from an earlier build); 0 when the layer was reused.
+    pub bytes_compressed: u64,
 }
 
 /// Appends one layer per pack (in pack-name order) to `base`, with the label listing the packs
@@ -75,7 +85,16 @@ pub fn build_image(
                 comment: None,
             },
         )?;
-        layers.push((pack.name.to_string(), cached.from_cache));
+        let stats = cached.stats;
+        layers.push(PackLayer {
+            pack: pack.name.to_string(),
+            reused: cached.from_cache,
+            bytes_compressed: if cached.from_cache {
+                0
+            } else {
+                stats.bytes_uncompressed - stats.bytes_reused
+            },
+        });
     }
     image.set_created(created)?;
     let label_entries: Vec<PackLabel> = packs.iter().map(|p| pack_label(p)).collect();

@@ -150,6 +150,9 @@ struct PackSummary {
     version: String,
     layer: String,
     layer_reused: bool,
+    /// Bytes of the layer's tar this build compressed: 0 for a reused layer, less than the whole
+    /// when an unchanged virtualenv's compressed bytes were copied.
+    layer_bytes_compressed: u64,
 }
 
 #[derive(Serialize)]
@@ -235,11 +238,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     let built =
         tokio::task::block_in_place(|| build_image(base, &cache, &inputs)).map_err(failed)?;
     let digest = built.image.digest(&built.annotations);
-    let reused = built
-        .layers
-        .iter()
-        .filter(|(_, from_cache)| *from_cache)
-        .count();
+    let reused = built.layers.iter().filter(|l| l.reused).count();
     eprintln!(
         "built {} with {} pack layer(s) ({} unchanged since an earlier build)",
         digest,
@@ -286,6 +285,8 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
             .map_err(|e| failed(format!("--digest-file {}: {e}", file.display())))?;
     }
     if args.json {
+        let built_layer =
+            |pack: &PackTree| built.layers.iter().find(|l| l.pack == pack.name.as_str());
         let summary = BuildSummary {
             digest: digest.clone(),
             tags: targets.iter().map(|t| t.to_string()).collect(),
@@ -297,10 +298,8 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
                     name: pack.name.to_string(),
                     version: pack.version.clone(),
                     layer: layer.descriptor.digest.clone(),
-                    layer_reused: built
-                        .layers
-                        .iter()
-                        .any(|(n, reused)| *n == pack.name.as_str() && *reused),
+                    layer_reused: built_layer(pack).is_some_and(|l| l.reused),
+                    layer_bytes_compressed: built_layer(pack).map_or(0, |l| l.bytes_compressed),
                 })
                 .collect(),
             pushed,

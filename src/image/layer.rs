@@ -21,10 +21,15 @@
 //! and try to rewrite them on a read-only volume at every start. Checked- and unchecked-hash
 //! `.pyc` (what st2pack's installer writes) are shipped as they are.
 //!
+//! A blob is a series of compressed members, the pack's entries in one and its virtualenv's in
+//! the next (see `members`), so that a rebuild after a change to the pack alone copies the
+//! virtualenv's member instead of compressing it again.
+//!
 //! The tar stream, its hash (the diff id), the compressor, the blob's hash and the blob file are
 //! one streaming pipeline through fixed-size buffers; only the list of entries (paths and stat
 //! data, not contents) is held in memory, because sorting and hardlink detection need it.
 
+mod members;
 mod pipeline;
 mod scan;
 mod tarball;
@@ -40,8 +45,13 @@ use serde::{Deserialize, Serialize};
 
 use super::blobs::{BlobError, BlobStore};
 use super::model::{self, Layer};
+use super::segment_cache::SegmentCache;
 
 pub(crate) use scan::{image_prefix, walk_source};
+
+/// Bump whenever the same inputs would give different layer bytes (tar or compression settings,
+/// how a layer is cut into compressed members), so that no cache serves the old bytes.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where st2pack puts packs in the image.
 pub const PACKS_IN_IMAGE: &str = "/opt/stackstorm/packs";
@@ -161,6 +171,10 @@ pub struct LayerStats {
     pub bytes_uncompressed: u64,
     /// Timestamp-based `.pyc` files left out (see the module docs).
     pub skipped_timestamp_pycs: u64,
+    /// Bytes of the tar stream whose compressed form was copied from an earlier build's layer
+    /// instead of being compressed again (a virtualenv unchanged since then).
+    #[serde(default)]
+    pub bytes_reused: u64,
 }
 
 /// Why a layer could not be built.
@@ -256,32 +270,21 @@ pub fn build_layer(
     input: &LayerInput,
     options: &LayerOptions,
 ) -> Result<(Layer, LayerStats), LayerError> {
+    build_layer_reusing(store, input, options, None)
+}
+
+/// Builds one layer into `store`, copying the compressed members of segments that are unchanged
+/// since a build recorded in `segments`, and recording this build's there.
+pub fn build_layer_reusing(
+    store: &BlobStore,
+    input: &LayerInput,
+    options: &LayerOptions,
+    segments: Option<&SegmentCache>,
+) -> Result<(Layer, LayerStats), LayerError> {
     let plan = scan::plan(input)?;
-    let dest = store.root().to_path_buf();
-    let write_err = |source| LayerError::Write {
-        dest: dest.clone(),
-        source,
-    };
-    let compressor =
-        pipeline::Compressor::new(store.writer()?, options.compression).map_err(write_err)?;
-    let chunker = pipeline::ChunkWriter::new(compressor);
-    let hashed = pipeline::HashingWriter::new(chunker);
-    let (hashed, mut stats) = tarball::write(hashed, &plan.entries, options, &dest)?;
-    let (chunker, diff_id, tar_size) = hashed.finish();
-    let blob = chunker
-        .into_inner()
-        .and_then(pipeline::Compressor::finish)
-        .map_err(write_err)?;
-    let descriptor = blob.finish(options.compression.media_type())?;
-    stats.bytes_uncompressed = tar_size;
+    let (layer, mut stats) = members::write_layer(store, &plan, options, segments)?;
     stats.skipped_timestamp_pycs = plan.skipped_timestamp_pycs;
-    Ok((
-        Layer {
-            descriptor,
-            diff_id,
-        },
-        stats,
-    ))
+    Ok((layer, stats))
 }
 
 /// Writes a layer's uncompressed tar stream to `out` (for a docker archive, or to hash it).
@@ -295,8 +298,8 @@ pub fn write_tar<W: Write>(
     let counted = pipeline::HashingWriter::new(out);
     let (counted, mut stats) =
         tarball::write(counted, &plan.entries, options, Path::new("the output"))?;
-    let (out, _, size) = counted.finish();
-    stats.bytes_uncompressed = size;
+    let (out, digest) = counted.finish();
+    stats.bytes_uncompressed = digest.len();
     stats.skipped_timestamp_pycs = plan.skipped_timestamp_pycs;
     Ok((out, stats))
 }
@@ -306,7 +309,7 @@ pub fn diff_id(input: &LayerInput, options: &LayerOptions) -> Result<String, Lay
     let plan = scan::plan(input)?;
     let hashed = pipeline::HashingWriter::new(io::sink());
     let (hashed, _) = tarball::write(hashed, &plan.entries, options, Path::new("a hash"))?;
-    Ok(hashed.finish().1)
+    Ok(hashed.finish().1.digest())
 }
 
 /// Builds several layers at once on `jobs` threads (0 counts as 1); results are in input order.

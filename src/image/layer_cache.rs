@@ -17,7 +17,9 @@
 //! matches, then confirms it.
 //!
 //! Entries are small JSON files `<root>/layers/<key>.json` and are only valid while their blob is
-//! still in the [`BlobStore`].
+//! still in the [`BlobStore`]. When a layer must be rebuilt, the [`SegmentCache`] under the same
+//! root lets it copy the compressed bytes of its unchanged part (a virtualenv, when only the pack
+//! changed).
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -27,16 +29,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::blobs::BlobStore;
+use super::cache_key::KeyHasher;
 use super::layer::{
-    self, LayerError, LayerInput, LayerOptions, LayerStats, parallel_map, walk_source,
+    self, FORMAT_VERSION, LayerError, LayerInput, LayerOptions, LayerStats, parallel_map,
+    walk_source,
 };
 use super::model::{self, Descriptor, Layer};
-
-/// Bump whenever the same inputs would give different layer bytes (tar or compression settings).
-pub const FORMAT_VERSION: u32 = 1;
+use super::segment_cache::SegmentCache;
 
 /// How close to the build's start a timestamp must be for its entry to be unconfirmed.
 pub const DEFAULT_RACY_WINDOW: Duration = Duration::from_secs(2);
@@ -91,6 +92,7 @@ struct Record {
 pub struct LayerCache {
     dir: PathBuf,
     store: BlobStore,
+    segments: SegmentCache,
     racy_window: Duration,
 }
 
@@ -99,9 +101,14 @@ impl LayerCache {
     pub fn open(root: impl AsRef<Path>, store: &BlobStore) -> Result<LayerCache, CacheError> {
         let dir = root.as_ref().join("layers");
         fs::create_dir_all(&dir).map_err(io_error("create the layer cache directory", &dir))?;
+        let segments = SegmentCache::open(root.as_ref(), store).map_err(io_error(
+            "create the segment records directory in",
+            root.as_ref(),
+        ))?;
         Ok(LayerCache {
             dir,
             store: store.clone(),
+            segments,
             racy_window: DEFAULT_RACY_WINDOW,
         })
     }
@@ -173,10 +180,8 @@ fn fingerprint_and_newest(
     input: &LayerInput,
     options: &LayerOptions,
 ) -> Result<(String, i128), LayerError> {
-    let mut key = KeyHasher(Sha256::new());
-    key.bytes(b"st2pack-layer-cache");
+    let mut key = KeyHasher::new("st2pack-layer-cache");
     key.u64(FORMAT_VERSION.into());
-    key.bytes(env!("CARGO_PKG_VERSION").as_bytes());
     key.u64(options.mtime);
     key.u64(options.uid);
     key.u64(options.gid);
@@ -208,12 +213,12 @@ fn fingerprint_and_newest(
             let ctime = i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec());
             newest = newest.max(mtime).max(ctime);
             key.bytes(entry.relative.as_os_str().as_bytes());
-            key.0.update([type_char]);
+            key.tag(type_char);
             key.u64(mode.into());
             key.u64(md.len());
             key.bytes(&target);
-            key.0.update(mtime.to_le_bytes());
-            key.0.update(ctime.to_le_bytes());
+            key.i128(mtime);
+            key.i128(ctime);
             key.u64(md.ino());
             key.u64(md.dev());
             key.u64(md.nlink());
@@ -222,21 +227,7 @@ fn fingerprint_and_newest(
         // Ends this source's entries, so that they cannot be read as the next source's.
         key.bytes(b"");
     }
-    Ok((hex::encode(key.0.finalize()), newest))
-}
-
-/// Length-prefixed fields, so that no two different inputs hash the same byte stream.
-struct KeyHasher(Sha256);
-
-impl KeyHasher {
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.u64(bytes.len() as u64);
-        self.0.update(bytes);
-    }
-
-    fn u64(&mut self, n: u64) {
-        self.0.update(n.to_le_bytes());
-    }
+    Ok((key.finish(), newest))
 }
 
 /// Builds each layer, or takes it from `cache` when its trees are unchanged, on `jobs` threads;
@@ -275,7 +266,8 @@ fn build_cached(
             });
         }
     }
-    let (layer, stats) = layer::build_layer(&cache.store, input, options)?;
+    let (layer, stats) =
+        layer::build_layer_reusing(&cache.store, input, options, Some(&cache.segments))?;
     cache.put(&key, &record(&layer, &stats, racy))?;
     Ok(CachedLayer {
         layer,

@@ -4,8 +4,10 @@
 pub mod archive;
 pub mod assemble;
 pub mod blobs;
+mod cache_key;
 pub mod labels;
 pub mod layer;
 pub mod layer_cache;
 pub mod layout;
 pub mod model;
+pub mod segment_cache;

@@ -18,34 +18,57 @@ const GZIP_OS_UNKNOWN: u8 = 255;
 /// zstd level: 3, zstd's default.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Passes bytes through while hashing and counting them.
+/// A running SHA-256 and byte count of a stream.
+#[derive(Clone, Default)]
+pub(super) struct StreamDigest {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl StreamDigest {
+    fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// `sha256:<hex>` of what was hashed so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.hasher.clone().finalize()))
+    }
+
+    /// How many bytes were hashed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// Passes bytes through while adding them to a [`StreamDigest`], which can carry on from one
+/// writer to the next (a layer's diff id spans all of its compressed members).
 pub(super) struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
-    count: u64,
+    digest: StreamDigest,
 }
 
 impl<W> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
+        Self::continuing(inner, StreamDigest::default())
     }
 
-    /// The inner writer, `sha256:<hex>` of what passed, and how many bytes did.
-    pub fn finish(self) -> (W, String, u64) {
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        (self.inner, digest, self.count)
+    /// Adds what passes to `digest`, which may already hold the stream's earlier bytes.
+    pub fn continuing(inner: W, digest: StreamDigest) -> Self {
+        HashingWriter { inner, digest }
+    }
+
+    /// The inner writer, and the digest including what passed.
+    pub fn finish(self) -> (W, StreamDigest) {
+        (self.inner, self.digest)
     }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
+        self.digest.update(&buf[..n]);
         Ok(n)
     }
 
@@ -215,10 +238,15 @@ mod tests {
     #[test]
     fn hashing_writer_hashes_what_passes() {
         let mut writer = HashingWriter::new(Vec::new());
-        writer.write_all(b"abc").expect("write");
-        let (inner, digest, count) = writer.finish();
-        assert_eq!(inner, b"abc");
-        assert_eq!(count, 3);
-        assert_eq!(digest, crate::image::model::sha256_digest(b"abc"));
+        writer.write_all(b"ab").expect("write");
+        let (inner, digest) = writer.finish();
+        assert_eq!(inner, b"ab");
+        // Carried on into another writer, the digest covers both.
+        let mut writer = HashingWriter::continuing(Vec::new(), digest);
+        writer.write_all(b"c").expect("write");
+        let (inner, digest) = writer.finish();
+        assert_eq!(inner, b"c");
+        assert_eq!(digest.len(), 3);
+        assert_eq!(digest.digest(), crate::image::model::sha256_digest(b"abc"));
     }
 }

@@ -8,6 +8,7 @@ use std::collections::hash_map::{self, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ const PYC_HEADER_LEN: usize = 16;
 #[derive(Debug)]
 pub(super) struct Plan {
     pub entries: Vec<Entry>,
+    /// `entries` cut into consecutive runs, one per source (see [`segments`]), together covering
+    /// all of them.
+    pub segments: Vec<Range<usize>>,
     pub skipped_timestamp_pycs: u64,
 }
 
@@ -49,6 +53,9 @@ pub(super) enum Kind {
         ino: u64,
         /// More than one link to the inode exists, so it may appear again in the layer.
         linked: bool,
+        /// Modification time in nanoseconds: with the size, a quick check of whether the file
+        /// may have changed since an earlier build (see `members`).
+        mtime_ns: i128,
     },
     /// A later path of a file already in the layer.
     Hardlink {
@@ -147,8 +154,10 @@ pub(super) fn plan(input: &LayerInput) -> Result<Plan, LayerError> {
     // The smallest name wins, so the error does not depend on the order sources are listed in.
     let mut unsupported: Option<(Vec<u8>, PathBuf, &'static str)> = None;
     let mut parents: BTreeMap<Vec<u8>, PathBuf> = BTreeMap::new();
+    let mut prefixes = Vec::new();
     for source in &input.sources {
         let prefix = image_prefix(&source.path_in_image)?;
+        prefixes.push(prefix.clone());
         for (i, _) in prefix.iter().enumerate().filter(|(_, b)| **b == b'/') {
             if let btree_map::Entry::Vacant(slot) = parents.entry(prefix[..i].to_vec()) {
                 slot.insert(source.source.clone());
@@ -176,6 +185,8 @@ pub(super) fn plan(input: &LayerInput) -> Result<Plan, LayerError> {
                     dev: found.metadata.dev(),
                     ino: found.metadata.ino(),
                     linked: found.metadata.nlink() > 1,
+                    mtime_ns: i128::from(found.metadata.mtime()) * 1_000_000_000
+                        + i128::from(found.metadata.mtime_nsec()),
                 }
             } else {
                 let what = special_kind(found.metadata);
@@ -234,9 +245,54 @@ pub(super) fn plan(input: &LayerInput) -> Result<Plan, LayerError> {
     }
     link_hardlinks(&mut entries);
     Ok(Plan {
+        segments: segments(&entries, &prefixes),
         entries,
         skipped_timestamp_pycs,
     })
+}
+
+/// Cuts the sorted `entries` into runs that each hold one source's entries, so that each run can
+/// be compressed on its own and a pack's virtualenv keeps its compressed bytes when only the pack
+/// changes. An entry belongs to the source with the longest prefix containing it; the parents made
+/// up for a source (`opt/stackstorm/virtualenvs`) join the run that follows them. The cut depends
+/// only on the entries and the set of prefixes, not on the order the sources were given in.
+fn segments(entries: &[Entry], prefixes: &[Vec<u8>]) -> Vec<Range<usize>> {
+    let owner = |name: &[u8]| {
+        prefixes
+            .iter()
+            .filter(|prefix| {
+                prefix.is_empty()
+                    || name
+                        .strip_prefix(prefix.as_slice())
+                        .is_some_and(|rest| rest.is_empty() || rest.first() == Some(&b'/'))
+            })
+            .max_by_key(|prefix| prefix.len())
+    };
+    let mut segments = Vec::new();
+    let mut start = 0;
+    let mut current_owner = None;
+    // Where the run of unowned entries just before the current entry began.
+    let mut unowned_from = None;
+    for (i, entry) in entries.iter().enumerate() {
+        match owner(&entry.name) {
+            None => {
+                unowned_from.get_or_insert(i);
+            }
+            Some(owner) => {
+                if current_owner.is_some_and(|current| current != owner) {
+                    let cut = unowned_from.unwrap_or(i);
+                    segments.push(start..cut);
+                    start = cut;
+                }
+                current_owner = Some(owner);
+                unowned_from = None;
+            }
+        }
+    }
+    if start < entries.len() {
+        segments.push(start..entries.len());
+    }
+    segments
 }
 
 /// Turns every later path of an inode seen earlier (in sorted order) into a hardlink entry.
@@ -371,6 +427,77 @@ mod tests {
                 "opt/st2/venvs/p/bin",
                 "opt/st2/venvs/p/bin/python",
             ]
+        );
+    }
+
+    /// The names in each segment of `plan`.
+    fn segment_names(plan: &Plan) -> Vec<Vec<String>> {
+        let names = names(plan);
+        plan.segments
+            .iter()
+            .map(|range| names[range.clone()].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_pack_and_its_virtualenv_are_separate_segments_whatever_the_source_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pack = dir.path().join("pack");
+        let venv = dir.path().join("venv");
+        fs::create_dir_all(pack.join("actions")).expect("mkdir");
+        fs::create_dir_all(venv.join("bin")).expect("mkdir");
+        let pack_first =
+            LayerInput::new([(&pack, "/opt/st2/packs/p"), (&venv, "/opt/st2/venvs/p")]);
+        let venv_first =
+            LayerInput::new([(&venv, "/opt/st2/venvs/p"), (&pack, "/opt/st2/packs/p")]);
+        let expected = [
+            vec![
+                "opt",
+                "opt/st2",
+                "opt/st2/packs",
+                "opt/st2/packs/p",
+                "opt/st2/packs/p/actions",
+            ],
+            // The parent made up for the virtualenv goes with it.
+            vec!["opt/st2/venvs", "opt/st2/venvs/p", "opt/st2/venvs/p/bin"],
+        ];
+        for input in [pack_first, venv_first] {
+            assert_eq!(segment_names(&plan(&input).expect("plan")), expected);
+        }
+        let alone = plan(&LayerInput::new([(&pack, "/opt/st2/packs/p")])).expect("plan");
+        assert_eq!(alone.segments.len(), 1);
+        assert_eq!(alone.segments[0], 0..alone.entries.len());
+    }
+
+    #[test]
+    fn segments_follow_the_most_specific_source_and_cover_every_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outer = dir.path().join("outer");
+        let inner = dir.path().join("inner");
+        fs::create_dir_all(outer.join("a")).expect("mkdir");
+        fs::create_dir_all(outer.join("c")).expect("mkdir");
+        fs::create_dir_all(&inner).expect("mkdir");
+        fs::write(inner.join("f"), "").expect("write");
+        // The inner source sits between the outer one's entries: the outer is cut in two.
+        let nested = LayerInput::new([(&outer, "/o"), (&inner, "/o/b")]);
+        assert_eq!(
+            segment_names(&plan(&nested).expect("plan")),
+            [vec!["o", "o/a"], vec!["o/b", "o/b/f"], vec!["o/c"]]
+        );
+        // A source at the root owns everything no more specific source does, made-up parents
+        // included.
+        let rooted = LayerInput::new([(&outer, "/"), (&inner, "/x/y")]);
+        assert_eq!(
+            segment_names(&plan(&rooted).expect("plan")),
+            [vec!["a", "c", "x"], vec!["x/y", "x/y/f"]]
+        );
+        let empty = dir.path().join("empty");
+        fs::create_dir_all(&empty).expect("mkdir");
+        assert!(
+            plan(&LayerInput::new([(&empty, "/")]))
+                .expect("plan")
+                .segments
+                .is_empty()
         );
     }
 

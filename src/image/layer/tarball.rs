@@ -19,10 +19,26 @@ const BLOCK: usize = 512;
 const NAME_FIELD: usize = 100;
 const COPY_BUF: usize = 128 * 1024;
 
+/// What ends a tar stream: two zeroed blocks.
+pub(super) const END_OF_ARCHIVE: [u8; 2 * BLOCK] = [0; 2 * BLOCK];
+
 /// Writes `entries` (sorted, as planned) and the end-of-archive marker to `out`. Read problems
 /// name the file on disk; write problems name `dest`. `bytes_uncompressed` is left to the caller,
 /// which counts what actually reached its writer.
 pub(super) fn write<W: Write>(
+    out: W,
+    entries: &[Entry],
+    options: &LayerOptions,
+    dest: &Path,
+) -> Result<(W, LayerStats), LayerError> {
+    let (mut out, stats) = write_entries(out, entries, options, dest)?;
+    out.write_all(&END_OF_ARCHIVE)
+        .map_err(|source| write_error(dest, source))?;
+    Ok((out, stats))
+}
+
+/// Writes `entries` as [`write`] does, without the end-of-archive marker: a part of a stream.
+pub(super) fn write_entries<W: Write>(
     out: W,
     entries: &[Entry],
     options: &LayerOptions,
@@ -40,7 +56,6 @@ pub(super) fn write<W: Write>(
             stats.files += 1;
         }
     }
-    tar.put(&[0; 2 * BLOCK])?;
     Ok((tar.out, stats))
 }
 
@@ -256,6 +271,7 @@ mod tests {
                     dev: md.dev(),
                     ino: md.ino(),
                     linked: false,
+                    mtime_ns: 0,
                 },
             },
             entry(
@@ -326,6 +342,7 @@ mod tests {
                 dev: md.dev(),
                 ino: md.ino(),
                 linked: false,
+                mtime_ns: 0,
             },
         };
         let err = write(Vec::new(), &[listed(4)], &options(), Path::new("mem")).expect_err("grew");
