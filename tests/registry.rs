@@ -1,6 +1,6 @@
 //! The registry client against a real registry (distribution's `docker-registry`) on 127.0.0.1:
-//! plain and TLS with htpasswd logins, read back by the real `skopeo`, with a fault-injecting
-//! proxy for the retry paths.
+//! plain, TLS with htpasswd logins, and bearer tokens from a token server, read back by the real
+//! `skopeo`, with a fault-injecting proxy for the retry paths.
 
 mod common;
 
@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use common::registry::{Fault, FaultProxy, TestRegistry};
+use common::token::TokenServer;
 use st2pack::image::blobs::BlobStore;
 use st2pack::image::model::{Descriptor, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, sha256_digest};
 use st2pack::registry::{
@@ -496,7 +499,7 @@ async fn tls_registry_with_a_login() {
 
     // Credentials from a docker config.json (`auths`, base64 user:password), dir passed explicitly.
     let docker = tempfile::tempdir().unwrap();
-    let auth = base64_encode(b"ci:right-pass-7");
+    let auth = STANDARD.encode(b"ci:right-pass-7");
     std::fs::write(
         docker.path().join("config.json"),
         format!(
@@ -529,26 +532,85 @@ async fn tls_registry_with_a_login() {
     assert!(err.to_string().contains("--ca-file"), "{err}");
 }
 
-/// Standard base64, for a docker config `auth` field.
-fn base64_encode(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_registry_with_a_login() {
+    let tokens = TokenServer::start("ci", "token-pass-5");
+    let registry = TestRegistry::start_with_tokens(&tokens);
+    let image = make_image("tokened");
+    let target = format!("{}/st2/tokened:1", registry.host());
+    let logged_in = |password: &str| {
+        let mut client = RegistryClient::new(options()).unwrap();
+        client.set_credentials(&registry.host(), Credentials::from_cli("ci", password));
+        client
+    };
+
+    // The right login: the client trades it for tokens at the realm; push and pull go through.
+    let client = logged_in("token-pass-5");
+    let report = push(&client, &target, &image, &PushOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.uploaded.len(), 3);
+    assert!(tokens.issued() > 0, "no token was asked for");
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let pulled = pull_image(&client, &reference(&target), &store)
+        .await
+        .unwrap();
+    assert_eq!(pulled.manifest_digest, report.digest);
+    let out = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "ci:token-pass-5",
+        &format!("docker://{target}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspected["Digest"], report.digest.as_str());
+
+    // Another repository, mounting from the first: the token covers both repositories.
+    let opts = PushOptions {
+        mount_from: Some(reference(&target)),
+        ..PushOptions::default()
+    };
+    let other = format!("{}/team/tokened:1", registry.host());
+    let report = push(&client, &other, &image, &opts).await.unwrap();
+    assert_eq!(sorted(report.mounted), all_digests(&image));
+    assert_eq!(registry.mount_count(), 3, "{}", registry.access_log());
+
+    // A wrong password: the token server refuses it, and the error names the registry and the
+    // user, never the password; nothing is uploaded.
+    let uploads = registry.upload_count();
+    let refused = tokens.refused();
+    let err = push(
+        &logged_in("wrong-pass-8"),
+        &format!("{}/st2/tokened:2", registry.host()),
+        &image,
+        &PushOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_unauthorized(), "{err:?}");
+    assert_eq!(err.exit_code(), 1);
+    let message = err.to_string();
+    assert!(
+        message.contains(&registry.host()) && message.contains("`ci`"),
+        "{message}"
+    );
+    assert!(!format!("{message} {err:?}").contains("wrong-pass-8"));
+    assert!(tokens.refused() > refused);
+    assert_eq!(registry.upload_count(), uploads);
+
+    // No login at all.
+    let anonymous = RegistryClient::new(options()).unwrap();
+    let err = pull_image(&anonymous, &reference(&target), &store)
+        .await
+        .unwrap_err();
+    assert!(err.is_unauthorized(), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -297,9 +297,9 @@ impl RegistryClient {
             ));
         } else {
             match &challenge {
-                Challenge::Bearer { realm } => {
+                Challenge::Bearer(token_service) => {
                     if !credentials.is_anonymous() {
-                        self.check_realm(&registry, realm)?;
+                        self.check_realm(&registry, &token_service.realm)?;
                     }
                 }
                 Challenge::Basic | Challenge::Other => {
@@ -355,7 +355,12 @@ impl RegistryClient {
             oci,
             auth,
             credentials,
-            bearer: matches!(challenge, Challenge::Bearer { .. }),
+            token_service: match challenge {
+                Challenge::Bearer(token_service) => Some(token_service),
+                Challenge::Basic | Challenge::Other => None,
+            },
+            http: self.http.clone(),
+            base_url,
             read_timeout: self.options.read_timeout,
             connect_timeout: self.options.connect_timeout,
             authorized: tokio::sync::Mutex::new(HashSet::new()),
@@ -534,8 +539,15 @@ struct Answer {
 #[derive(Debug, PartialEq, Eq)]
 enum Challenge {
     Basic,
-    Bearer { realm: String },
+    Bearer(TokenService),
     Other,
+}
+
+/// Where a token registry sends clients for tokens (its `WWW-Authenticate: Bearer` challenge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenService {
+    pub realm: String,
+    pub service: Option<String>,
 }
 
 fn parse_challenge(header: Option<&str>) -> Challenge {
@@ -549,14 +561,19 @@ fn parse_challenge(header: Option<&str>) -> Challenge {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Challenge::Other;
     }
-    let realm = params.split(',').find_map(|param| {
-        let (key, value) = param.trim().split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("realm")
-            .then(|| value.trim().trim_matches('"').to_string())
-    });
-    match realm {
-        Some(realm) => Challenge::Bearer { realm },
+    let param = |name: &str| {
+        params.split(',').find_map(|param| {
+            let (key, value) = param.trim().split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().trim_matches('"').to_string())
+        })
+    };
+    match param("realm") {
+        Some(realm) => Challenge::Bearer(TokenService {
+            realm,
+            service: param("service"),
+        }),
         None => Challenge::Other,
     }
 }
@@ -594,7 +611,12 @@ pub(crate) struct Session {
     pub oci: OciClient,
     pub auth: RegistryAuth,
     pub credentials: Credentials,
-    bearer: bool,
+    /// Set for token registries.
+    pub token_service: Option<TokenService>,
+    /// For the requests oci-client cannot make (see `mount.rs`), with the same TLS settings.
+    pub http: reqwest::Client,
+    /// `scheme://host[:port]` of the registry API.
+    pub base_url: String,
     pub read_timeout: Duration,
     connect_timeout: Duration,
     /// (repository, push) pairs whose token has been fetched.
@@ -605,7 +627,7 @@ impl Session {
     /// Fetches the repository's token now (token registries only) so that wrong credentials are
     /// reported as such, not as a 401 in the middle of an upload.
     async fn authorize(&self, reference: &Reference, push: bool) -> Result<()> {
-        if !self.bearer {
+        if self.token_service.is_none() {
             return Ok(());
         }
         let key = (reference.repository().to_string(), push);
@@ -906,9 +928,10 @@ mod tests {
             parse_challenge(Some(
                 r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
             )),
-            Challenge::Bearer {
-                realm: "https://auth.docker.io/token".into()
-            }
+            Challenge::Bearer(TokenService {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+            })
         );
         assert_eq!(parse_challenge(None), Challenge::Other);
         assert_eq!(parse_challenge(Some("Bearer service=x")), Challenge::Other);

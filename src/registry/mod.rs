@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod client;
+mod mount;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -287,7 +287,6 @@ async fn push_blob(
     let digest = desc.digest.as_str();
     let repo = target.repository();
     let oci_ref = target.to_oci();
-    let from_ref = mount_from.map(Reference::to_oci);
     let head = Op::new(
         format!("checking for blob {digest} in repository {repo}"),
         format!("repository {repo}"),
@@ -298,7 +297,7 @@ async fn push_blob(
     );
     let outcome = client
         .retry(&upload.doing, |attempt| {
-            let (oci_ref, from_ref, head, upload) = (&oci_ref, &from_ref, &head, &upload);
+            let (oci_ref, head, upload) = (&oci_ref, &head, &upload);
             async move {
                 if session
                     .timed(head, session.oci.blob_exists(oci_ref, digest))
@@ -311,15 +310,15 @@ async fn push_blob(
                     });
                 }
                 if attempt == 1
-                    && let Some(from) = from_ref
+                    && let Some(from) = mount_from
                 {
                     // Refused (202 with an upload session, 404, …) means: upload it.
                     let mounted = tokio::time::timeout(
                         session.read_timeout,
-                        session.oci.mount_blob(oci_ref, from, digest),
+                        session.mount_blob(target, from, digest),
                     )
                     .await;
-                    if matches!(mounted, Ok(Ok(()))) {
+                    if mounted == Ok(true) {
                         return Ok(Outcome::Mounted);
                     }
                 }

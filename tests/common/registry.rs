@@ -1,5 +1,6 @@
-//! A real registry (distribution's `docker-registry`) on 127.0.0.1, plain or with TLS and
-//! htpasswd logins, and a fault-injecting TCP proxy to put in front of it.
+//! A real registry (distribution's `docker-registry`) on 127.0.0.1, plain, with TLS and htpasswd
+//! logins, or with bearer tokens from a [`TokenServer`], and a fault-injecting TCP proxy to put
+//! in front of it.
 //!
 //! The registry's access log is kept, so tests can count what was really uploaded ("after a
 //! one-pack change exactly one layer blob is sent") instead of trusting the client's report.
@@ -13,7 +14,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::token::{self, TokenServer};
+
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// How the registry lets clients in.
+enum Auth<'a> {
+    None,
+    Htpasswd(&'a str, &'a str),
+    Token(&'a TokenServer),
+}
 
 pub struct TestRegistry {
     child: Child,
@@ -25,20 +35,25 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Plain HTTP, no authentication.
     pub fn start_plain() -> TestRegistry {
-        TestRegistry::start(None)
+        TestRegistry::start(&Auth::None)
     }
 
     /// HTTPS with a certificate for 127.0.0.1 and localhost from a CA made for this registry
     /// ([`TestRegistry::ca_file`]), and a single htpasswd login.
     pub fn start_tls_htpasswd(user: &str, password: &str) -> TestRegistry {
-        TestRegistry::start(Some((user, password)))
+        TestRegistry::start(&Auth::Htpasswd(user, password))
     }
 
-    fn start(login: Option<(&str, &str)>) -> TestRegistry {
+    /// Plain HTTP (127.0.0.1 is trusted with credentials), with bearer tokens from `tokens`.
+    pub fn start_with_tokens(tokens: &TokenServer) -> TestRegistry {
+        TestRegistry::start(&Auth::Token(tokens))
+    }
+
+    fn start(auth: &Auth<'_>) -> TestRegistry {
         let mut last_error = String::new();
         // The port is free when chosen but could be taken before the registry binds it.
         for _ in 0..3 {
-            match TestRegistry::try_start(login) {
+            match TestRegistry::try_start(auth) {
                 Ok(registry) => return registry,
                 Err(e) => last_error = e,
             }
@@ -46,13 +61,13 @@ impl TestRegistry {
         panic!("docker-registry did not start: {last_error}");
     }
 
-    fn try_start(login: Option<(&str, &str)>) -> Result<TestRegistry, String> {
+    fn try_start(auth: &Auth<'_>) -> Result<TestRegistry, String> {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install the docker-registry package (see .ci/run)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = super::servers::free_port();
         let root = dir.path();
         let mut config = format!(
             "version: 0.1\n\
@@ -62,7 +77,17 @@ impl TestRegistry {
             root.join("data").display()
         );
         let mut ca_file = None;
-        if let Some((user, password)) = login {
+        if let Auth::Token(tokens) = auth {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+                 rootcertbundle: {}\n",
+                tokens.realm(),
+                token::SERVICE,
+                token::ISSUER,
+                tokens.certificate().display()
+            ));
+        }
+        if let Auth::Htpasswd(user, password) = auth {
             let (ca, cert, key) = make_certificates(root);
             config.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
@@ -184,14 +209,6 @@ impl Drop for TestRegistry {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A CA, and a server certificate it signs for IP 127.0.0.1 and DNS localhost (openssl CLI).
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = dir.join("ca.key");
@@ -274,11 +291,12 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (ca, cert, key)
 }
 
-fn path(p: &Path) -> &str {
+pub fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs the `openssl` CLI in `dir`, failing the test with its stderr if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
