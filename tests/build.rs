@@ -10,6 +10,7 @@ use std::process::Command;
 use common::registry::{Fault, FaultProxy, TestRegistry};
 use common::repos::{git, pack_repo, set_version};
 use common::run::{Run, Sandbox};
+use common::token::TokenServer;
 
 /// The stackstorm-k8s chart's init container command, verbatim.
 const CHART_COPY: &str = "/bin/cp -aR /opt/stackstorm/packs/. /opt/stackstorm/packs-shared && /bin/cp -aR /opt/stackstorm/virtualenvs/. /opt/stackstorm/virtualenvs-shared";
@@ -357,6 +358,105 @@ fn after_changing_one_pack_exactly_one_layer_blob_is_uploaded() {
         uploads, 2,
         "exactly one layer blob (plus the new config) was uploaded"
     );
+}
+
+/// A `docker-credential-st2test` program, as `docker login` with a credential helper leaves
+/// one on PATH: answers `get` with `login` for `host` only, and notes every server asked about.
+fn credential_helper(dir: &Path, host: &str, login: (&str, &str)) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).unwrap();
+    let asked = dir.join("asked");
+    let script = r#"#!/bin/sh
+[ "$1" = get ] || exit 1
+read -r server
+echo "$server" >> 'ASKED'
+if [ "$server" = 'HOST' ]; then
+  printf '{"ServerURL":"%s","Username":"USER","Secret":"SECRET"}\n' "$server"
+else
+  echo 'credentials not found in native keychain'
+  exit 1
+fi
+"#
+    .replace("ASKED", asked.to_str().unwrap())
+    .replace("HOST", host)
+    .replace("USER", login.0)
+    .replace("SECRET", login.1);
+    let helper = dir.join("docker-credential-st2test");
+    fs::write(&helper, script).unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    asked
+}
+
+#[test]
+fn credentials_come_from_docker_credential_helpers_and_bearer_tokens() {
+    let sandbox = Sandbox::new();
+    let root = bad_input::installed_root(&sandbox);
+    let tokens = TokenServer::start("ci", "helper-pass-4");
+    let registry = TestRegistry::start_with_tokens(&tokens);
+    let helpers = sandbox.path().join("helpers");
+    let asked = credential_helper(&helpers, &registry.host(), ("ci", "helper-pass-4"));
+    let docker_config = sandbox.path().join("docker-config");
+    fs::create_dir_all(&docker_config).unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let push_with = |config: &str, tag: &str| {
+        fs::write(docker_config.join("config.json"), config).unwrap();
+        let env = [
+            ("PATH", path.as_str()),
+            ("DOCKER_CONFIG", docker_config.to_str().unwrap()),
+        ];
+        let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &env);
+        command.args([
+            "build",
+            "--root",
+            root.to_str().unwrap(),
+            "--base",
+            "scratch",
+        ]);
+        command.args(["--cache-dir", sandbox.cache().to_str().unwrap(), "--push"]);
+        command.args(["--tag", &format!("{}/st2/{tag}", registry.host())]);
+        Run::from(command.output().unwrap())
+    };
+
+    // credHelpers names the helper for this registry; its login is traded for bearer tokens.
+    let per_registry = format!(r#"{{"credHelpers":{{"{}":"st2test"}}}}"#, registry.host());
+    push_with(&per_registry, "helper:1").assert_ok();
+    assert_eq!(fs::read_to_string(&asked).unwrap().trim(), registry.host());
+    assert!(tokens.issued() > 0);
+    let inspect = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "ci:helper-pass-4",
+        ])
+        .arg(format!("docker://{}/st2/helper:1", registry.host()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+
+    // credsStore: the same helper as the store for every registry.
+    push_with(r#"{"credsStore":"st2test"}"#, "helper:2").assert_ok();
+
+    // No credentials (the store knows nothing of this registry): the registry refuses, and the
+    // message says a login is needed.
+    let elsewhere = r#"{"credHelpers":{"example.invalid":"st2test"}}"#;
+    push_with(elsewhere, "helper:3")
+        .assert_code(1)
+        .assert_stderr_has(&registry.host());
+
+    // A helper that is not installed: a configuration error naming the program to install.
+    let missing = format!(r#"{{"credHelpers":{{"{}":"nowhere"}}}}"#, registry.host());
+    push_with(&missing, "helper:4")
+        .assert_code(2)
+        .assert_stderr_has("docker-credential-nowhere");
 }
 
 #[test]

@@ -181,25 +181,34 @@ pub fn docker_config_credentials(
             Ok(Credentials::anonymous())
         }
         Err(e) => Err(RegistryError::DockerConfig {
+            reason: describe_credential_error(&e, configured_helper(&path, server).as_deref()),
             path,
             registry: registry.to_string(),
-            reason: describe_credential_error(&e),
         }),
     }
 }
 
+/// The program config.json has answer for `server`: its `credHelpers` entry, else `credsStore`.
+fn configured_helper(path: &Path, server: &str) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let name = config["credHelpers"][server]
+        .as_str()
+        .or_else(|| config["credsStore"].as_str())?;
+    Some(format!("docker-credential-{name}"))
+}
+
 /// A helper's stdout may hold a partial secret, so only its name and stderr are shown.
-fn describe_credential_error(e: &CredentialRetrievalError) -> String {
+fn describe_credential_error(e: &CredentialRetrievalError, helper: Option<&str>) -> String {
     match e {
         CredentialRetrievalError::HelperFailure { helper, stderr, .. } => {
             let stderr: String = stderr.trim().chars().take(300).collect();
             format!("credential helper `{helper}` failed: {stderr}")
         }
-        CredentialRetrievalError::HelperCommunicationError => {
-            "cannot run its credential helper (credHelpers/credsStore name a docker-credential-* \
-             program that is not on PATH?)"
-                .into()
-        }
+        CredentialRetrievalError::HelperCommunicationError => format!(
+            "cannot run its credential helper {}: install it or put it on PATH, or remove it from \
+             credHelpers/credsStore",
+            helper.unwrap_or("(a docker-credential-* program)")
+        ),
         CredentialRetrievalError::MalformedHelperResponse => {
             "its credential helper answered something that is not credentials".into()
         }
