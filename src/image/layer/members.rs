@@ -23,6 +23,22 @@ use crate::image::cache_key::KeyHasher;
 use crate::image::model::Layer;
 use crate::image::segment_cache::{SegmentCache, SegmentRecord};
 
+/// A segment's part of the tar stream.
+struct SegmentTar {
+    /// Digest and size of the segment's bytes alone.
+    digest: StreamDigest,
+    /// Non-directory entries.
+    files: u64,
+}
+
+/// What writing one segment's member did.
+struct WrittenSegment {
+    tar: SegmentTar,
+    member_digest: String,
+    /// The member was copied from an earlier layer rather than compressed.
+    copied: bool,
+}
+
 /// Writes the layer `plan` describes into `store`, reusing members recorded in `reuse` and
 /// recording the new ones there. `bytes_uncompressed` in the stats is the tar's size.
 pub(super) fn write_layer(
@@ -44,35 +60,27 @@ pub(super) fn write_layer(
         let entries = &plan.entries[range.clone()];
         let offset = blob.size();
         let key = reuse.map(|_| segment_key(entries, options));
-        let earlier = reuse.zip(key.as_deref()).and_then(|(cache, key)| {
-            let record = cache.lookup(key)?;
-            Some((cache, record))
-        });
-        let (tar, member_digest, files) = match earlier {
+        let earlier = reuse
+            .zip(key.as_deref())
+            .and_then(|(cache, key)| Some((cache, cache.lookup(key)?)));
+        let segment = match earlier {
             Some((cache, record)) => {
-                let (_, tar, segment_stats) =
-                    tar_segment(io::sink(), entries, options, &mut layer_tar, dest)?;
-                let (member_digest, copied) =
-                    copy_or_compress(&mut blob, cache, &record, &tar, entries, options, dest)?;
-                if copied {
-                    stats.bytes_reused += tar.len();
-                }
-                (tar, member_digest, segment_stats.files)
+                let (_, tar) = tar_segment(io::sink(), entries, options, &mut layer_tar, dest)?;
+                copy_or_compress(&mut blob, cache, &record, tar, entries, options, dest)?
             }
-            None => {
-                let (tar, member, segment_stats) =
-                    compress_segment(&mut blob, entries, options, &mut layer_tar, dest)?;
-                (tar, member.digest(), segment_stats.files)
-            }
+            None => compress_segment(&mut blob, entries, options, &mut layer_tar, dest)?,
         };
-        stats.files += files;
+        stats.files += segment.tar.files;
+        if segment.copied {
+            stats.bytes_reused += segment.tar.digest.len();
+        }
         if let Some(key) = key {
             let record = SegmentRecord {
                 blob: String::new(),
                 offset,
                 length: blob.size() - offset,
-                member_digest,
-                tar_digest: tar.digest(),
+                member_digest: segment.member_digest,
+                tar_digest: segment.tar.digest.digest(),
             };
             new_records.push((key, record));
         }
@@ -102,19 +110,19 @@ pub(super) fn write_layer(
     Ok((layer, stats))
 }
 
-/// Copies the member `record` points at into `blob` if the segment's tar is still the one it
-/// was compressed from; otherwise compresses the segment again, which must give the same `tar`.
-/// Returns the member's digest, and whether it was copied.
+/// Copies the member `record` points at into `blob` if the segment's `tar` (already added to
+/// the layer's digest) is still the one it was compressed from; otherwise compresses the
+/// segment again, which must give the same tar.
 fn copy_or_compress(
     blob: &mut BlobWriter,
     cache: &SegmentCache,
     record: &SegmentRecord,
-    tar: &StreamDigest,
+    tar: SegmentTar,
     entries: &[Entry],
     options: &LayerOptions,
     dest: &Path,
-) -> Result<(String, bool), LayerError> {
-    let unchanged = tar.digest() == record.tar_digest;
+) -> Result<WrittenSegment, LayerError> {
+    let unchanged = tar.digest.digest() == record.tar_digest;
     if let Some(mut member) = unchanged.then(|| cache.member(record)).flatten() {
         let copied = io::copy(&mut member, blob).map_err(|source| LayerError::Write {
             dest: dest.to_owned(),
@@ -125,12 +133,15 @@ fn copy_or_compress(
                 path: cache.dir().to_owned(),
             });
         }
-        return Ok((record.member_digest.clone(), true));
+        return Ok(WrittenSegment {
+            tar,
+            member_digest: record.member_digest.clone(),
+            copied: true,
+        });
     }
-    // The layer's digest already has this segment's bytes: this pass only makes the member.
-    let mut not_counted = StreamDigest::default();
-    let (again, member, _) = compress_segment(blob, entries, options, &mut not_counted, dest)?;
-    if again.digest() != tar.digest() {
+    let mut not_counted_again = StreamDigest::default();
+    let again = compress_segment(blob, entries, options, &mut not_counted_again, dest)?;
+    if again.tar.digest.digest() != tar.digest.digest() {
         return Err(LayerError::Changed {
             path: entries
                 .first()
@@ -138,43 +149,48 @@ fn copy_or_compress(
                 .unwrap_or_default(),
         });
     }
-    Ok((member.digest(), false))
+    Ok(again)
 }
 
 /// Tars and compresses `entries` as one member at the end of `blob`, adding the tar to
-/// `layer_tar`; returns the digests of the segment's tar and of the member.
+/// `layer_tar`.
 fn compress_segment(
     blob: &mut BlobWriter,
     entries: &[Entry],
     options: &LayerOptions,
     layer_tar: &mut StreamDigest,
     dest: &Path,
-) -> Result<(StreamDigest, StreamDigest, LayerStats), LayerError> {
+) -> Result<WrittenSegment, LayerError> {
     let write_err = |source| LayerError::Write {
         dest: dest.to_owned(),
         source,
     };
     let member = compressed(blob, options, StreamDigest::default()).map_err(write_err)?;
-    let (member, tar, stats) = tar_segment(member, entries, options, layer_tar, dest)?;
+    let (member, tar) = tar_segment(member, entries, options, layer_tar, dest)?;
     let (_, member) = finish_compressed(member).map_err(write_err)?;
-    Ok((tar, member, stats))
+    Ok(WrittenSegment {
+        tar,
+        member_digest: member.digest(),
+        copied: false,
+    })
 }
 
-/// Tars `entries` into `out`, adding them to `layer_tar`; returns `out` and the digest of what
-/// this segment alone wrote.
+/// Tars `entries` into `out`, adding them to `layer_tar`; returns `out` and what this segment
+/// alone wrote.
 fn tar_segment<W: Write>(
     out: W,
     entries: &[Entry],
     options: &LayerOptions,
     layer_tar: &mut StreamDigest,
     dest: &Path,
-) -> Result<(W, StreamDigest, LayerStats), LayerError> {
+) -> Result<(W, SegmentTar), LayerError> {
     let writer = HashingWriter::new(HashingWriter::continuing(out, mem::take(layer_tar)));
     let (writer, stats) = tarball::write_entries(writer, entries, options, dest)?;
-    let (writer, segment) = writer.finish();
+    let (writer, digest) = writer.finish();
     let (out, layer) = writer.finish();
     *layer_tar = layer;
-    Ok((out, segment, stats))
+    let files = stats.files;
+    Ok((out, SegmentTar { digest, files }))
 }
 
 /// The writers of one compressed member: its uncompressed input is added to `input_digest`
