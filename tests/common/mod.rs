@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod registry;
 pub mod repos;
 pub mod run;
 pub mod servers;
+pub mod token;
 pub mod wheel;
