@@ -147,11 +147,20 @@ fn skopeo(args: &[&str]) -> std::process::Output {
 }
 
 fn skopeo_inspect(reference: &str) -> serde_json::Value {
-    let out = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]);
+    skopeo_inspect_with(reference, &[])
+}
+
+/// `skopeo inspect` with more options, such as `--creds USER:PASSWORD`.
+fn skopeo_inspect_with(reference: &str, options: &[&str]) -> serde_json::Value {
+    let image = format!("docker://{reference}");
+    let out = skopeo(
+        &[
+            &["inspect", "--tls-verify=false"],
+            options,
+            &[image.as_str()],
+        ]
+        .concat(),
+    );
     assert!(
         out.status.success(),
         "skopeo inspect {reference}: {}",
@@ -557,19 +566,7 @@ async fn bearer_token_registry_with_a_login() {
         .await
         .unwrap();
     assert_eq!(pulled.manifest_digest, report.digest);
-    let out = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--creds",
-        "ci:token-pass-5",
-        &format!("docker://{target}"),
-    ]);
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inspected = skopeo_inspect_with(&target, &["--creds", "ci:token-pass-5"]);
     assert_eq!(inspected["Digest"], report.digest.as_str());
 
     // Another repository, mounting from the first: the token covers both repositories.

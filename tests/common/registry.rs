@@ -6,14 +6,14 @@
 //! one-pack change exactly one layer blob is sent") instead of trusting the client's report.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::servers::AcceptLoop;
 use super::token::{self, TokenServer};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
@@ -344,59 +344,29 @@ pub enum Fault {
 /// `count` blob uploads. Each connection carries one request (it adds `Connection: close`), so
 /// every request is seen.
 pub struct FaultProxy {
-    port: u16,
+    accept: AcceptLoop,
     faults: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FaultProxy {
     /// Faults the first `count` uploads (`usize::MAX`: all of them).
     pub fn start(upstream_port: u16, fault: Fault, count: usize) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let faults = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (faults2, stop2) = (faults.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let faults = faults2.clone();
-                        std::thread::spawn(move || {
-                            let _ = serve(client, upstream_port, fault, count, &faults);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
+        let counted = faults.clone();
+        let accept = AcceptLoop::start(move |client| {
+            let _ = serve(client, upstream_port, fault, count, &counted);
         });
-        FaultProxy {
-            port,
-            faults,
-            stop,
-            thread: Some(thread),
-        }
+        FaultProxy { accept, faults }
     }
 
     /// `127.0.0.1:PORT` of the proxy.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.accept.port)
     }
 
     /// Faults injected so far.
     pub fn faults(&self) -> usize {
         self.faults.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -407,7 +377,6 @@ fn serve(
     count: usize,
     faults: &AtomicUsize,
 ) -> std::io::Result<()> {
-    client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();

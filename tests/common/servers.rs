@@ -10,33 +10,64 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A static file server for one directory (the exchange index), answering GETs.
-pub struct HttpServer {
+/// Accepts connections on 127.0.0.1 (a port the system picks) and hands each to `handle` on a
+/// thread of its own, until dropped.
+pub struct AcceptLoop {
     pub port: u16,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl HttpServer {
-    pub fn serve(root: &Path) -> HttpServer {
+impl AcceptLoop {
+    pub fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> AcceptLoop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let root: PathBuf = root.to_path_buf();
         let stopping = stop.clone();
+        let handle = Arc::new(handle);
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((stream, _)) => answer(stream, &root),
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let handle = handle.clone();
+                        std::thread::spawn(move || handle(stream));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        HttpServer {
+        AcceptLoop {
             port,
             stop,
             thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A static file server for one directory (the exchange index), answering GETs.
+pub struct HttpServer {
+    pub port: u16,
+    _accept: AcceptLoop,
+}
+
+impl HttpServer {
+    pub fn serve(root: &Path) -> HttpServer {
+        let root: PathBuf = root.to_path_buf();
+        let accept = AcceptLoop::start(move |stream| answer(stream, &root));
+        HttpServer {
+            port: accept.port,
+            _accept: accept,
         }
     }
 
@@ -50,7 +81,6 @@ impl HttpServer {
 }
 
 fn answer(stream: TcpStream, root: &Path) {
-    stream.set_nonblocking(false).ok();
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
@@ -85,15 +115,6 @@ fn answer(stream: TcpStream, root: &Path) {
             let _ = stream.write_all(
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );
-        }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

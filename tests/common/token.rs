@@ -8,18 +8,18 @@
 //! scopes asked for, to the one user whose login is right.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use super::registry::{openssl, path};
+use super::servers::AcceptLoop;
 
 /// The `service` the registry names in its challenge and the token's audience.
 pub const SERVICE: &str = "st2pack-test-registry";
@@ -27,12 +27,10 @@ pub const SERVICE: &str = "st2pack-test-registry";
 pub const ISSUER: &str = "st2pack-test-token-issuer";
 
 pub struct TokenServer {
-    port: u16,
+    accept: AcceptLoop,
     dir: tempfile::TempDir,
     issued: Arc<AtomicUsize>,
     refused: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// What the serving thread needs.
@@ -79,45 +77,28 @@ impl TokenServer {
                 path(&der),
             ],
         );
-        let issuer = Arc::new(Issuer {
+        let issuer = Issuer {
             login: format!("{user}:{password}"),
             key,
             certificate_der: std::fs::read(&der).unwrap(),
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
+        };
         let issued = Arc::new(AtomicUsize::new(0));
         let refused = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (issued2, refused2, stop2) = (issued.clone(), refused.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let (issuer, issued, refused) =
-                            (issuer.clone(), issued2.clone(), refused2.clone());
-                        std::thread::spawn(move || {
-                            let _ = serve(client, &issuer, &issued, &refused);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
+        let (issued2, refused2) = (issued.clone(), refused.clone());
+        let accept = AcceptLoop::start(move |client| {
+            let _ = serve(client, &issuer, &issued2, &refused2);
         });
         TokenServer {
-            port,
+            accept,
             dir,
             issued,
             refused,
-            stop,
-            thread: Some(thread),
         }
     }
 
     /// The URL the registry sends clients to.
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://127.0.0.1:{}/token", self.accept.port)
     }
 
     /// The certificate the registry must trust (PEM).
@@ -136,15 +117,6 @@ impl TokenServer {
     }
 }
 
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Answers one `GET /token?service=…&scope=…` request.
 fn serve(
     client: TcpStream,
@@ -152,7 +124,6 @@ fn serve(
     issued: &AtomicUsize,
     refused: &AtomicUsize,
 ) -> std::io::Result<()> {
-    client.set_nonblocking(false)?;
     client.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut request_line = String::new();
