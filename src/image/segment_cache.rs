@@ -12,8 +12,8 @@
 //! Records are small JSON files `<root>/segments/<key>.json`; they point into blobs and take no
 //! room of their own.
 
-use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,14 @@ pub struct SegmentRecord {
     pub member_digest: String,
     /// `sha256:` of the segment's uncompressed tar, which the new build must reproduce.
     pub tar_digest: String,
+}
+
+/// A member found in an earlier layer's blob.
+pub struct CachedMember {
+    /// The blob file (for error messages).
+    pub blob: PathBuf,
+    /// Its bytes; the copier checks them again against the record's digest as they pass.
+    pub bytes: Take<File>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,9 +91,10 @@ impl SegmentCache {
         valid.then_some(record)
     }
 
-    /// A reader of the member `record` points at, once its bytes have been checked against the
-    /// record's digest; `None` if the blob is gone or no longer holds those bytes.
-    pub fn member(&self, record: &SegmentRecord) -> Option<impl Read + use<>> {
+    /// The member `record` points at, once its bytes have been checked against the record's
+    /// digest; `None` if the blob is gone or no longer holds those bytes.
+    pub fn member(&self, record: &SegmentRecord) -> Option<CachedMember> {
+        let blob = self.store.path(&record.blob).ok()?;
         let mut file = self.store.open_blob(&record.blob).ok()?;
         file.seek(SeekFrom::Start(record.offset)).ok()?;
         let mut hasher = Sha256::new();
@@ -95,7 +104,10 @@ impl SegmentCache {
             return None;
         }
         file.seek(SeekFrom::Start(record.offset)).ok()?;
-        Some(file.take(record.length))
+        Some(CachedMember {
+            blob,
+            bytes: file.take(record.length),
+        })
     }
 
     /// Records where the member of the segment with `key` is.
@@ -154,6 +166,7 @@ mod tests {
         cache
             .member(&record)
             .expect("member")
+            .bytes
             .read_to_end(&mut member)
             .expect("read");
         assert_eq!(member, b"234");

@@ -1,16 +1,19 @@
-//! Writing a layer blob as a series of compressed members: one per segment of the plan (the
-//! pack's entries, then its virtualenv's), then one for the end-of-archive marker.
+//! Writing a layer blob as a series of compressed members: one per segment of the plan (for a
+//! pack's layer: the pack's entries, then its virtualenv's), then one for the end-of-archive
+//! marker.
 //!
 //! Concatenated gzip members are one gzip stream (RFC 1952 §2.2) and concatenated zstd frames
-//! one zstd stream (RFC 8878 §3), for every reader; the tar inside is byte for byte what it would
-//! be compressed in one piece, so the diff id does not change. What the split buys: a segment
+//! one zstd stream (RFC 8878 §3): Go's readers (containerd, docker, skopeo, umoci), GNU gzip and
+//! zstd read them whole. A reader that stops after the first member (flate2's `GzDecoder`, as
+//! opposed to its `MultiGzDecoder`) would see only the pack. The tar inside is byte for byte what
+//! it would be compressed in one piece, so the diff id does not change. What the split buys: a segment
 //! whose entries are unchanged since an earlier build has its member copied from that build's
 //! blob (see [`SegmentCache`]) rather than compressed again, which is most of the time of
 //! rebuilding a pack's layer after an edit to the pack alone. Each member is compressed from a
 //! fresh compressor with the pinned settings, so the bytes are the same whether a member was
 //! copied or compressed.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::mem;
 use std::path::Path;
 
@@ -21,7 +24,10 @@ use super::{FORMAT_VERSION, LayerError, LayerOptions, LayerStats};
 use crate::image::blobs::{BlobStore, BlobWriter};
 use crate::image::cache_key::KeyHasher;
 use crate::image::model::Layer;
-use crate::image::segment_cache::{SegmentCache, SegmentRecord};
+use crate::image::segment_cache::{CachedMember, SegmentCache, SegmentRecord};
+
+/// Buffer size for copying a member out of an earlier blob.
+const COPY_BUF: usize = 128 * 1024;
 
 /// A segment's part of the tar stream.
 struct SegmentTar {
@@ -86,9 +92,11 @@ pub(super) fn write_layer(
         }
     }
 
-    let mut end = compressed(&mut blob, options, layer_tar).map_err(write_err)?;
+    let end = compressed(&mut blob, options).map_err(write_err)?;
+    let mut end = HashingWriter::continuing(end, layer_tar);
     end.write_all(&END_OF_ARCHIVE).map_err(write_err)?;
-    let (layer_tar, _) = finish_compressed(end).map_err(write_err)?;
+    let (end, layer_tar) = end.finish();
+    finish_compressed(end).map_err(write_err)?;
 
     let descriptor = blob.finish(options.compression.media_type())?;
     if let Some(cache) = reuse {
@@ -123,22 +131,15 @@ fn copy_or_compress(
     dest: &Path,
 ) -> Result<WrittenSegment, LayerError> {
     let unchanged = tar.digest.digest() == record.tar_digest;
-    if let Some(mut member) = unchanged.then(|| cache.member(record)).flatten() {
-        let copied = io::copy(&mut member, blob).map_err(|source| LayerError::Write {
-            dest: dest.to_owned(),
-            source,
-        })?;
-        if copied != record.length {
-            return Err(LayerError::Changed {
-                path: cache.dir().to_owned(),
-            });
-        }
+    if let Some(member) = unchanged.then(|| cache.member(record)).flatten() {
+        copy_member(blob, member, record, dest)?;
         return Ok(WrittenSegment {
             tar,
             member_digest: record.member_digest.clone(),
             copied: true,
         });
     }
+    // The layer's digest already has this segment's bytes: this pass only makes the member.
     let mut not_counted_again = StreamDigest::default();
     let again = compress_segment(blob, entries, options, &mut not_counted_again, dest)?;
     if again.tar.digest.digest() != tar.digest.digest() {
@@ -150,6 +151,42 @@ fn copy_or_compress(
         });
     }
     Ok(again)
+}
+
+/// Copies a member checked by [`SegmentCache::member`] into `blob`, checking its bytes again on
+/// the way: the blob is being written, so a change now could only be reported, not undone.
+fn copy_member(
+    blob: &mut BlobWriter,
+    mut member: CachedMember,
+    record: &SegmentRecord,
+    dest: &Path,
+) -> Result<(), LayerError> {
+    let read_err = |source| LayerError::Read {
+        path: member.blob.clone(),
+        source,
+    };
+    let mut out = HashingWriter::new(blob);
+    let mut buf = vec![0; COPY_BUF];
+    loop {
+        let n = match member.bytes.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|source| LayerError::Write {
+                dest: dest.to_owned(),
+                source,
+            })?;
+    }
+    let (_, copied) = out.finish();
+    if copied.len() != record.length || copied.digest() != record.member_digest {
+        return Err(read_err(io::Error::other(
+            "this cached layer changed while a part of it was being copied; build again",
+        )));
+    }
+    Ok(())
 }
 
 /// Tars and compresses `entries` as one member at the end of `blob`, adding the tar to
@@ -165,9 +202,9 @@ fn compress_segment(
         dest: dest.to_owned(),
         source,
     };
-    let member = compressed(blob, options, StreamDigest::default()).map_err(write_err)?;
+    let member = compressed(blob, options).map_err(write_err)?;
     let (member, tar) = tar_segment(member, entries, options, layer_tar, dest)?;
-    let (_, member) = finish_compressed(member).map_err(write_err)?;
+    let member = finish_compressed(member).map_err(write_err)?;
     Ok(WrittenSegment {
         tar,
         member_digest: member.digest(),
@@ -193,31 +230,19 @@ fn tar_segment<W: Write>(
     Ok((out, SegmentTar { digest, files }))
 }
 
-/// The writers of one compressed member: its uncompressed input is added to `input_digest`
-/// (carried on from earlier members, or fresh), its output to a digest of the member.
-type MemberWriter<W> = HashingWriter<ChunkWriter<Compressor<HashingWriter<W>>>>;
+/// The writers of one compressed member; its output is hashed (the member's digest).
+type MemberWriter<W> = ChunkWriter<Compressor<HashingWriter<W>>>;
 
 /// Starts a member at the end of `out`.
-fn compressed<W: Write>(
-    out: W,
-    options: &LayerOptions,
-    input_digest: StreamDigest,
-) -> io::Result<MemberWriter<W>> {
+fn compressed<W: Write>(out: W, options: &LayerOptions) -> io::Result<MemberWriter<W>> {
     let compressor = Compressor::new(HashingWriter::new(out), options.compression)?;
-    Ok(HashingWriter::continuing(
-        ChunkWriter::new(compressor),
-        input_digest,
-    ))
+    Ok(ChunkWriter::new(compressor))
 }
 
-/// Ends a member; returns the digest of its input (with what it was carried on from) and of
-/// the member.
-fn finish_compressed<W: Write>(
-    member: MemberWriter<W>,
-) -> io::Result<(StreamDigest, StreamDigest)> {
-    let (chunker, input_digest) = member.finish();
-    let (_, member_digest) = chunker.into_inner()?.finish()?.finish();
-    Ok((input_digest, member_digest))
+/// Ends a member; returns its digest.
+fn finish_compressed<W: Write>(member: MemberWriter<W>) -> io::Result<StreamDigest> {
+    let (_, member_digest) = member.into_inner()?.finish()?.finish();
+    Ok(member_digest)
 }
 
 /// The key of a segment's record: what its tar bytes depend on, with each file's size and

@@ -28,8 +28,8 @@ const PYC_HEADER_LEN: usize = 16;
 #[derive(Debug)]
 pub(super) struct Plan {
     pub entries: Vec<Entry>,
-    /// `entries` cut into consecutive runs, one per source (see [`segments`]), together covering
-    /// all of them.
+    /// `entries` cut into the longest consecutive runs that belong to one source (see
+    /// [`segments`]), together covering all of them.
     pub segments: Vec<Range<usize>>,
     pub skipped_timestamp_pycs: u64,
 }
