@@ -191,9 +191,9 @@ pub fn docker_config_credentials(
 /// The program config.json has answer for `server`: its `credHelpers` entry, else `credsStore`.
 fn configured_helper(path: &Path, server: &str) -> Option<String> {
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    let name = config["credHelpers"][server]
-        .as_str()
-        .or_else(|| config["credsStore"].as_str())?;
+    let name = [&config["credHelpers"][server], &config["credsStore"]]
+        .into_iter()
+        .find_map(|value| value.as_str().filter(|name| !name.is_empty()))?;
     Some(format!("docker-credential-{name}"))
 }
 
@@ -231,6 +231,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.json"), json).unwrap();
         dir
+    }
+
+    #[test]
+    fn the_helper_named_is_the_one_docker_would_run() {
+        let dir = config(r#"{"credHelpers":{"a:5000":"pass","b:5000":""},"credsStore":"desktop"}"#);
+        let path = dir.path().join("config.json");
+        let helper = |server| configured_helper(&path, server);
+        assert_eq!(helper("a:5000").as_deref(), Some("docker-credential-pass"));
+        // An empty credHelpers entry falls back to the store, as docker's lookup does.
+        assert_eq!(
+            helper("b:5000").as_deref(),
+            Some("docker-credential-desktop")
+        );
+        assert_eq!(
+            helper("c:5000").as_deref(),
+            Some("docker-credential-desktop")
+        );
+        let none = config(r#"{"auths":{}}"#);
+        assert_eq!(
+            configured_helper(&none.path().join("config.json"), "a:5000"),
+            None
+        );
     }
 
     #[test]

@@ -37,8 +37,16 @@ impl Session {
                 .await
                 .is_ok(),
             Some(token_service) => {
-                let Some(token) = self.mount_token(token_service, target, from).await else {
-                    return false;
+                let token = match &self.credentials.kind {
+                    // A ready-made token is all there is: it grants what it grants.
+                    CredentialKind::Bearer(token) => token.expose().to_string(),
+                    CredentialKind::Basic { .. } | CredentialKind::Anonymous => {
+                        let token = self.mount_token(token_service, target, from).await;
+                        let Some(token) = token else {
+                            return false;
+                        };
+                        token
+                    }
                 };
                 self.mount_with_token(&token, target, from, digest).await
             }

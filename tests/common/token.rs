@@ -165,7 +165,17 @@ fn serve(
         );
     }
     let subject = issuer.login.split(':').next().unwrap_or_default();
-    let token = sign(issuer, subject, &scopes);
+    let token = match sign(issuer, subject, &scopes) {
+        Ok(token) => token,
+        Err(problem) => {
+            return write!(
+                client,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{problem}",
+                problem.len()
+            );
+        }
+    };
     issued.fetch_add(1, Ordering::SeqCst);
     let body = serde_json::json!({
         "token": token,
@@ -181,8 +191,9 @@ fn serve(
     )
 }
 
-/// A JWT for `subject` granting `scopes` (`repository:NAME:ACTION,ACTION`).
-fn sign(issuer: &Issuer, subject: &str, scopes: &[String]) -> String {
+/// A JWT for `subject` granting `scopes` (`repository:NAME:ACTION,ACTION`); what went wrong
+/// if openssl could not sign it (the answer is a 500, as the client must see).
+fn sign(issuer: &Issuer, subject: &str, scopes: &[String]) -> Result<String, String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -219,27 +230,32 @@ fn sign(issuer: &Issuer, subject: &str, scopes: &[String]) -> String {
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let mut child = Command::new("openssl")
+    let signed = Command::new("openssl")
         .args(["dgst", "-sha256", "-sign"])
         .arg(&issuer.key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run openssl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(signing_input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl dgst -sign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(out.stdout))
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(signing_input.as_bytes())?;
+            child.wait_with_output()
+        })
+        .map_err(|e| format!("cannot run openssl: {e}"))?;
+    if !signed.status.success() {
+        return Err(format!(
+            "openssl dgst -sign: {}",
+            String::from_utf8_lossy(&signed.stderr)
+        ));
+    }
+    Ok(format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(signed.stdout)
+    ))
 }
 
 /// Tokens issued in the same second still get distinct ids.
