@@ -15,13 +15,14 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use st2pack::image::archive::write_archive;
-use st2pack::image::assemble::{HistoryEntry, Image, canonical_json, host_architecture};
+use st2pack::image::assemble::{HistoryEntry, Image, canonical_json};
 use st2pack::image::blobs::BlobStore;
 use st2pack::image::labels::{
     self, ANNOTATION_CREATED, ANNOTATION_REF_NAME, PACKS_LABEL, PackLabel,
 };
 use st2pack::image::layout::{self, LayoutError, layout_blob_store, read_image, write_image};
 use st2pack::image::model::{self, Layer, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
+use st2pack::image::platform::host_architecture;
 
 const EPOCH: u64 = 1_700_000_000;
 

@@ -14,7 +14,11 @@ use base64::engine::general_purpose::STANDARD;
 use common::registry::{Fault, FaultProxy, TestRegistry};
 use common::token::TokenServer;
 use st2pack::image::blobs::BlobStore;
-use st2pack::image::model::{Descriptor, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, sha256_digest};
+use st2pack::image::model::{
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor,
+    OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, sha256_digest,
+};
+use st2pack::image::platform::host_architecture;
 use st2pack::registry::{
     Credentials, PushOptions, PushReport, Reference, RegistryClient, RegistryError,
     RegistryOptions, RetryPolicy, UploadMode, fetch_manifest_and_config, pull_image, push_image,
@@ -414,6 +418,73 @@ async fn pull_picks_a_platform_from_a_multi_platform_index() {
     .unwrap();
     assert_eq!(pulled.manifest_digest, pushed.digest);
     assert_eq!(pulled.layers, image.layers);
+}
+
+/// Docker Hub serves busybox as a docker manifest list of docker v2 manifests: both are read,
+/// the list's arm64 entry spelt without a variant and ours for this machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_reads_docker_manifest_lists_and_manifests() {
+    let registry = TestRegistry::start_plain();
+    let mut image = make_image("docker");
+    for layer in &mut image.layers {
+        layer.media_type = DOCKER_LAYER_GZIP.into();
+    }
+    image.config_desc.media_type = DOCKER_CONFIG.into();
+    image.manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": image.config_desc,
+        "layers": image.layers,
+    }))
+    .unwrap();
+    let client = client();
+    let pushed = push(
+        &client,
+        &format!("{}/docker:amd64", registry.host()),
+        &image,
+        &PushOptions::default(),
+    )
+    .await
+    .unwrap();
+    let entry = |arch: &str| {
+        serde_json::json!({
+            "mediaType": DOCKER_MANIFEST,
+            "digest": pushed.digest,
+            "size": image.manifest.len(),
+            "platform": {"os": "linux", "architecture": arch},
+        })
+    };
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST_LIST,
+        "manifests": [entry("s390x-unknown"), entry(host_architecture())],
+    }))
+    .unwrap();
+    let put = reqwest::Client::new()
+        .put(format!(
+            "http://{}/v2/docker/manifests/latest",
+            registry.host()
+        ))
+        .header("Content-Type", DOCKER_MANIFEST_LIST)
+        .body(list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201, "{}", put.text().await.unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path().join("blobs")).unwrap();
+    let pulled = pull_image(
+        &client,
+        &reference(&format!("{}/docker", registry.host())),
+        &store,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pulled.manifest_digest, pushed.digest);
+    assert_eq!(pulled.media_type, DOCKER_MANIFEST);
+    assert_eq!(pulled.layers, image.layers);
+    assert_eq!(pulled.config_descriptor, image.config_desc);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,7 @@ use super::{EXIT_FAILED, EXIT_USAGE, Failure, run_to_exit_code};
 use crate::image::assemble::Image;
 use crate::image::labels::{self, PackLabel};
 use crate::image::layout;
+use crate::image::manifest::{self, Manifest};
 use crate::image::model::Descriptor;
 use crate::registry::{Reference, fetch_manifest_and_config};
 
@@ -100,10 +101,11 @@ async fn inspect_registry(args: &InspectArgs) -> Result<Inspection, Failure> {
     let (manifest, digest, config) = fetch_manifest_and_config(&client, &reference)
         .await
         .map_err(|e| (e.exit_code(), e.to_string()))?;
-    let layers: Vec<Descriptor> = serde_json::from_slice::<serde_json::Value>(&manifest)
-        .ok()
-        .and_then(|m| serde_json::from_value(m["layers"].clone()).ok())
-        .unwrap_or_default();
+    // The pull parsed and checked this manifest already; only an index would not be an image.
+    let layers = match manifest::parse(&manifest) {
+        Ok(Manifest::Image { manifest, .. }) => manifest::blobs(&manifest).1,
+        Ok(Manifest::Index { .. }) | Err(_) => Vec::new(),
+    };
     let image = Image::from_config_and_descriptors(&config, layers.clone())
         .map_err(|e| (EXIT_FAILED, format!("{}: {e}", args.image)))?;
     let packs = labels::packs(&image).map_err(|e| (EXIT_FAILED, format!("{}: {e}", args.image)))?;

@@ -19,6 +19,7 @@ use super::model::{
     self, DOCKER_LAYER_GZIP, Descriptor, Layer, OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR,
     OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
+use super::platform::host_architecture;
 
 /// Docker's media type for an uncompressed layer (rare, but valid in schema 2 manifests).
 pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
@@ -250,24 +251,6 @@ impl Image {
             field("architecture").unwrap_or_else(|| host_architecture().into()),
             field("variant"),
         )
-    }
-}
-
-/// This machine's architecture in the Go spelling images use (`amd64`, `arm64`, ...).
-pub fn host_architecture() -> &'static str {
-    go_architecture(std::env::consts::ARCH)
-}
-
-/// Maps a Rust `target_arch` name to GOARCH.
-pub fn go_architecture(rust_arch: &'static str) -> &'static str {
-    match rust_arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
     }
 }
 
@@ -640,12 +623,5 @@ mod tests {
             String::from_utf8(canonical_json(&value)).unwrap(),
             r#"{"a":null,"z":{"a":[{"x":2,"y":1}],"b":1}}"#
         );
-    }
-
-    #[test]
-    fn go_architecture_names() {
-        assert_eq!(go_architecture("x86_64"), "amd64");
-        assert_eq!(go_architecture("aarch64"), "arm64");
-        assert_eq!(go_architecture("s390x"), "s390x");
     }
 }

@@ -16,16 +16,18 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use oci_spec::image::{Descriptor as OciDescriptor, ImageIndex};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::assemble::{Image, ImageError, canonical_json, host_architecture};
+use super::assemble::{Image, ImageError, canonical_json};
 use super::blobs::{BlobError, BlobStore};
 use super::labels::ANNOTATION_REF_NAME;
+use super::manifest::{self, Manifest, ManifestError};
 use super::model::{
     self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST,
 };
+use super::platform;
 
 /// Name of the file marking a directory as an OCI image layout.
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -258,16 +260,15 @@ pub fn write_image(
 }
 
 /// Reads the image `tag` names in the layout at `dir` (or its only image when `tag` is `None`),
-/// following a multi-platform index to the manifest for linux on this machine's architecture.
+/// following a multi-platform index to the manifest [`platform::choose`] picks for this machine.
 /// Returns the image and the layout's blobs as a store its layers can be read from.
 pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), LayoutError> {
     check_layout(dir)?;
-    let index_path = dir.join("index.json");
-    let index = read_json_file(dir, &index_path, "index.json")?;
-    let manifests = index_manifests(dir, &index, "index.json")?;
+    let index = read_layout_index(dir)?;
+    let manifests = index.manifests();
     let tags: Vec<String> = manifests
         .iter()
-        .filter_map(|m| ref_name(m).map(String::from))
+        .filter_map(|m| descriptor_ref_name(m).map(String::from))
         .collect();
     if manifests.is_empty() {
         return Err(LayoutError::Empty {
@@ -277,7 +278,7 @@ pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), L
     let chosen = match tag {
         Some(tag) => manifests
             .iter()
-            .find(|m| ref_name(m) == Some(tag))
+            .find(|m| descriptor_ref_name(m) == Some(tag))
             .ok_or_else(|| LayoutError::TagNotFound {
                 dir: dir.to_path_buf(),
                 tag: tag.to_string(),
@@ -285,8 +286,8 @@ pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), L
             })?,
         None if manifests.len() == 1 => &manifests[0],
         // An untagged multi-platform set written straight into index.json.
-        None if manifests.iter().all(|m| m.get("platform").is_some()) && tags.is_empty() => {
-            pick_platform(dir, &manifests)?
+        None if manifests.iter().all(|m| m.platform().is_some()) && tags.is_empty() => {
+            pick_platform(dir, manifests)?
         }
         None => {
             return Err(LayoutError::Ambiguous {
@@ -295,7 +296,7 @@ pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), L
             });
         }
     };
-    let mut descriptor = parse_descriptor(dir, chosen, "index.json")?;
+    let mut descriptor = manifest::descriptor(chosen);
     for _ in 0..MAX_INDEX_DEPTH {
         match descriptor.media_type.as_str() {
             OCI_MANIFEST | DOCKER_MANIFEST => {
@@ -306,9 +307,14 @@ pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), L
             OCI_INDEX | DOCKER_MANIFEST_LIST => {
                 let bytes = read_small_blob(dir, &descriptor)?;
                 let what = format!("image index {}", descriptor.digest);
-                let nested: Value = parse_json(dir, &bytes, &what)?;
-                let entries = index_manifests(dir, &nested, &what)?;
-                descriptor = parse_descriptor(dir, pick_platform(dir, &entries)?, &what)?;
+                let Manifest::Index { index, .. } = parse_manifest(dir, &bytes, &what)? else {
+                    return Err(LayoutError::Malformed {
+                        dir: dir.to_path_buf(),
+                        what,
+                        reason: "it is an image manifest, not an index".into(),
+                    });
+                };
+                descriptor = manifest::descriptor(pick_platform(dir, index.manifests())?);
             }
             other => {
                 return Err(LayoutError::UnsupportedManifest {
@@ -334,31 +340,26 @@ pub fn read_reference(reference: &str) -> Result<(Image, BlobStore), LayoutError
 /// The tags in the layout at `dir`, in index order.
 pub fn tags(dir: &Path) -> Result<Vec<String>, LayoutError> {
     check_layout(dir)?;
-    let index = read_json_file(dir, &dir.join("index.json"), "index.json")?;
-    Ok(index_manifests(dir, &index, "index.json")?
+    Ok(read_layout_index(dir)?
+        .manifests()
         .iter()
-        .filter_map(|m| ref_name(m).map(String::from))
+        .filter_map(|m| descriptor_ref_name(m).map(String::from))
         .collect())
-}
-
-#[derive(Deserialize)]
-struct ManifestDoc {
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
 }
 
 fn read_manifest(dir: &Path, descriptor: &Descriptor) -> Result<Image, LayoutError> {
     let bytes = read_small_blob(dir, descriptor)?;
     let what = format!("manifest {}", descriptor.digest);
-    let manifest: ManifestDoc =
-        serde_json::from_slice(&bytes).map_err(|e| LayoutError::Malformed {
+    let Manifest::Image { manifest, .. } = parse_manifest(dir, &bytes, &what)? else {
+        return Err(LayoutError::Malformed {
             dir: dir.to_path_buf(),
-            what: what.clone(),
-            reason: e.to_string(),
-        })?;
-    let config = read_small_blob(dir, &manifest.config)?;
-    for layer in &manifest.layers {
+            what,
+            reason: "it is an image index, not a manifest".into(),
+        });
+    };
+    let (config, layers) = manifest::blobs(&manifest);
+    let config = read_small_blob(dir, &config)?;
+    for layer in &layers {
         let path = blob_path(dir, &layer.digest)?;
         if !path.is_file() {
             return Err(LayoutError::MissingBlob {
@@ -367,36 +368,66 @@ fn read_manifest(dir: &Path, descriptor: &Descriptor) -> Result<Image, LayoutErr
             });
         }
     }
-    Image::from_config_and_descriptors(&config, manifest.layers).map_err(|source| {
-        LayoutError::Image {
-            dir: dir.to_path_buf(),
-            source,
-        }
+    Image::from_config_and_descriptors(&config, layers).map_err(|source| LayoutError::Image {
+        dir: dir.to_path_buf(),
+        source,
     })
 }
 
-/// The entry for linux on this machine's architecture (variant ignored: an arm64 host runs
-/// `v8` images whatever they call themselves).
-fn pick_platform<'a>(dir: &Path, entries: &'a [Value]) -> Result<&'a Value, LayoutError> {
-    let wanted_arch = host_architecture();
-    let platform_of = |m: &Value| {
-        let p = m.get("platform")?;
-        Some((
-            p.get("os")?.as_str()?.to_string(),
-            p.get("architecture")?.as_str()?.to_string(),
-        ))
-    };
-    entries
-        .iter()
-        .find(|m| platform_of(m).is_some_and(|(os, arch)| os == "linux" && arch == wanted_arch))
-        .ok_or_else(|| LayoutError::NoPlatform {
+/// The entry [`platform::choose`] picks for this machine.
+fn pick_platform<'a>(
+    dir: &Path,
+    entries: &'a [OciDescriptor],
+) -> Result<&'a OciDescriptor, LayoutError> {
+    platform::choose(entries).ok_or_else(|| LayoutError::NoPlatform {
+        dir: dir.to_path_buf(),
+        wanted: platform::host_platform().os_arch(),
+        available: platform::offered(entries),
+    })
+}
+
+/// The layout's `index.json`, parsed.
+fn read_layout_index(dir: &Path) -> Result<ImageIndex, LayoutError> {
+    let path = dir.join("index.json");
+    let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => LayoutError::Malformed {
             dir: dir.to_path_buf(),
-            wanted: format!("linux/{wanted_arch}"),
-            available: entries
-                .iter()
-                .filter_map(|m| platform_of(m).map(|(os, arch)| format!("{os}/{arch}")))
-                .collect(),
-        })
+            what: "index.json".into(),
+            reason: "the file is missing".into(),
+        },
+        _ => LayoutError::Io {
+            path: path.clone(),
+            source: e,
+        },
+    })?;
+    manifest::parse_layout_index(&bytes).map_err(|e| LayoutError::Malformed {
+        dir: dir.to_path_buf(),
+        what: "index.json".into(),
+        reason: format!("it {e}"),
+    })
+}
+
+/// A manifest or index blob, parsed; what st2pack cannot read is named as such.
+fn parse_manifest(dir: &Path, bytes: &[u8], what: &str) -> Result<Manifest, LayoutError> {
+    manifest::parse(bytes).map_err(|e| match e {
+        ManifestError::MediaType { media_type } => LayoutError::UnsupportedManifest {
+            dir: dir.to_path_buf(),
+            media_type,
+        },
+        other => LayoutError::Malformed {
+            dir: dir.to_path_buf(),
+            what: what.to_string(),
+            reason: format!("it {other}"),
+        },
+    })
+}
+
+fn descriptor_ref_name(entry: &OciDescriptor) -> Option<&str> {
+    entry
+        .annotations()
+        .as_ref()?
+        .get(ANNOTATION_REF_NAME)
+        .map(String::as_str)
 }
 
 fn ref_name(entry: &Value) -> Option<&str> {
@@ -413,14 +444,6 @@ fn index_manifests(dir: &Path, index: &Value, what: &str) -> Result<Vec<Value>, 
             reason: "\"manifests\" is not a list".into(),
         }),
     }
-}
-
-fn parse_descriptor(dir: &Path, entry: &Value, what: &str) -> Result<Descriptor, LayoutError> {
-    serde_json::from_value(entry.clone()).map_err(|e| LayoutError::Malformed {
-        dir: dir.to_path_buf(),
-        what: what.to_string(),
-        reason: format!("a manifest entry is not a descriptor ({e})"),
-    })
 }
 
 fn parse_json(dir: &Path, bytes: &[u8], what: &str) -> Result<Value, LayoutError> {

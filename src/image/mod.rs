@@ -9,5 +9,7 @@ pub mod labels;
 pub mod layer;
 pub mod layer_cache;
 pub mod layout;
+pub mod manifest;
 pub mod model;
+pub mod platform;
 pub mod segment_cache;

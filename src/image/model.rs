@@ -20,7 +20,11 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
-/// A content descriptor, as in the OCI image spec.
+/// A blob this crate holds or writes, as the OCI spec describes one. Documents read from a
+/// registry or a layout are parsed into oci-spec's types ([`super::manifest`]) and their
+/// descriptors converted to this one once their digests are known to be sha256: here the digest
+/// is a plain string because it names files and URLs, and the media type one because base images
+/// carry docker's and foreign ones through unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {

@@ -1,8 +1,8 @@
 //! Pulling a base image into the blob store, and reading a manifest and config for `inspect`.
 //!
 //! Base images come as OCI manifests, docker v2 manifests, or multi-platform indexes; all are
-//! accepted, and from an index we take the Linux image for this machine's architecture (the
-//! virtualenvs in the layers we add are built for it), else linux/amd64. Every blob is verified
+//! accepted (parsed by [`crate::image::manifest`]), and from an index we take the image
+//! [`crate::image::platform`] chooses for this machine. Every blob is verified
 //! against its digest while it streams to disk, so a corrupted download never enters the store,
 //! and a blob the store already has is not downloaded again.
 
@@ -11,24 +11,14 @@ use std::io::Write as _;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_client::errors::DigestError;
-use serde::Deserialize;
 
 use super::client::{Op, RegistryClient, RegistryEvent, Session};
 use super::reference::Reference;
 use super::{RegistryError, Result};
 use crate::image::blobs::{BlobError, BlobStore};
-use crate::image::model::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST, sha256_digest,
-    sha256_hex,
-};
-
-/// Manifests we can read, in the order we prefer them.
-const ACCEPTED: &[&str] = &[
-    OCI_MANIFEST,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    DOCKER_MANIFEST_LIST,
-];
+use crate::image::manifest::{self, ACCEPTED, Manifest};
+use crate::image::model::{Descriptor, sha256_digest};
+use crate::image::platform;
 /// An image config is a few KiB; anything this large is not one, and is not held in memory.
 const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -44,36 +34,6 @@ pub struct PulledImage {
     pub media_type: String,
     /// Digest of the image manifest (of the platform's manifest, when the reference is an index).
     pub manifest_digest: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AnyManifest {
-    #[serde(default)]
-    schema_version: Option<u32>,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<Descriptor>,
-    #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<IndexEntry>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct IndexEntry {
-    digest: String,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Platform {
-    architecture: String,
-    os: String,
-    #[serde(default)]
-    variant: Option<String>,
 }
 
 /// An image manifest, with the bytes and digest it came as.
@@ -157,43 +117,40 @@ async fn resolve_manifest(
     reference: &Reference,
 ) -> Result<ImageManifest> {
     let (bytes, digest) = fetch_manifest(client, session, reference).await?;
-    let parsed = parse_manifest(reference, &bytes)?;
-    let (bytes, digest, parsed) = match parsed.manifests {
-        None => (bytes, digest, parsed),
-        Some(entries) => {
-            let chosen = choose_platform(reference, &entries)?;
+    let (bytes, digest, parsed) = match parse_manifest(reference, &bytes)? {
+        Manifest::Index { index, .. } => {
+            let chosen = choose_platform(reference, index.manifests())?;
             let by_digest = reference.with_digest(&chosen)?;
             let (bytes, digest) = fetch_manifest(client, session, &by_digest).await?;
-            let parsed = parse_manifest(reference, &bytes)?;
-            if parsed.manifests.is_some() {
-                return Err(RegistryError::Manifest {
-                    reference: reference.to_string(),
-                    reason: format!(
-                        "the index entry {chosen} is itself an index; nested indexes are not supported"
-                    ),
-                });
+            match parse_manifest(reference, &bytes)? {
+                Manifest::Index { .. } => {
+                    return Err(RegistryError::Manifest {
+                        reference: reference.to_string(),
+                        reason: format!(
+                            "the index entry {chosen} is itself an index; nested indexes are not supported"
+                        ),
+                    });
+                }
+                image => (bytes, digest, image),
             }
-            (bytes, digest, parsed)
         }
+        image => (bytes, digest, image),
     };
-    let media_type = parsed
-        .media_type
-        .unwrap_or_else(|| OCI_MANIFEST.to_string());
-    match (parsed.config, parsed.layers) {
-        (Some(config), layers) => Ok(ImageManifest {
-            bytes,
-            digest,
-            media_type,
-            config,
-            layers: layers.unwrap_or_default(),
-        }),
-        (None, _) => Err(RegistryError::Manifest {
-            reference: reference.to_string(),
-            reason: format!(
-                "its manifest ({media_type}) has no config: it is not a container image"
-            ),
-        }),
-    }
+    let Manifest::Image {
+        media_type,
+        manifest,
+    } = parsed
+    else {
+        unreachable!("indexes were followed above");
+    };
+    let (config, layers) = manifest::blobs(&manifest);
+    Ok(ImageManifest {
+        bytes,
+        digest,
+        media_type,
+        config,
+        layers,
+    })
 }
 
 async fn fetch_manifest(
@@ -229,90 +186,28 @@ async fn fetch_manifest(
     Ok((bytes, actual))
 }
 
-fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<AnyManifest> {
-    let fail = |reason: String| RegistryError::Manifest {
+fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<Manifest> {
+    manifest::parse(bytes).map_err(|e| RegistryError::Manifest {
         reference: reference.to_string(),
-        reason,
-    };
-    let mut manifest: AnyManifest = serde_json::from_slice(bytes)
-        .map_err(|e| fail(format!("its manifest is not valid JSON: {e}")))?;
-    if manifest.schema_version != Some(2) {
-        return Err(fail(format!(
-            "its manifest has schema version {}; only version 2 (OCI and docker v2) is supported, \
-             so copy the image again with a current docker or skopeo",
-            manifest
-                .schema_version
-                .map_or("(none)".to_string(), |v| v.to_string())
-        )));
-    }
-    // Digests name files in the store and URLs on the registry: only well-formed ones pass.
-    let descriptors = manifest
-        .config
-        .iter()
-        .chain(manifest.layers.iter().flatten());
-    if let Some(bad) = descriptors
-        .map(|d| &d.digest)
-        .find(|d| sha256_hex(d).is_none())
-    {
-        return Err(fail(format!(
-            "its manifest names blob `{bad}`, which is not a sha256 digest"
-        )));
-    }
-    if manifest.media_type.is_none() && manifest.manifests.is_some() {
-        manifest.media_type = Some(OCI_INDEX.to_string());
-    }
-    if let Some(media_type) = &manifest.media_type
-        && !ACCEPTED.contains(&media_type.as_str())
-    {
-        return Err(fail(format!(
-            "its manifest has media type {media_type}; supported are {}",
-            ACCEPTED.join(", ")
-        )));
-    }
-    Ok(manifest)
+        reason: format!("its manifest {e}"),
+    })
 }
 
-/// The docker name of this machine's architecture (what image indexes call it).
-fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
+/// The digest of the index entry for this machine (see [`platform`] for the rule).
+fn choose_platform(
+    reference: &Reference,
+    entries: &[oci_spec::image::Descriptor],
+) -> Result<String> {
+    if let Some(entry) = platform::choose(entries) {
+        return Ok(entry.digest().to_string());
     }
-}
-
-fn choose_platform(reference: &Reference, entries: &[IndexEntry]) -> Result<String> {
-    let linux = |arch: &str| {
-        entries.iter().find(|e| {
-            e.platform.as_ref().is_some_and(|p| {
-                p.os == "linux"
-                    && p.architecture == arch
-                    && (arch != "arm64" || p.variant.as_deref().is_none_or(|v| v == "v8"))
-            })
-        })
-    };
-    if let Some(entry) = linux(host_architecture()).or_else(|| linux("amd64")) {
-        return Ok(entry.digest.clone());
-    }
-    let available: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.platform.as_ref())
-        .map(|p| match &p.variant {
-            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-            None => format!("{}/{}", p.os, p.architecture),
-        })
-        .collect();
+    let available = platform::offered(entries);
     Err(RegistryError::Manifest {
         reference: reference.to_string(),
         reason: format!(
-            "it is a multi-platform image without linux/{} or linux/amd64 (it has: {}); pick a \
+            "it is a multi-platform image without {} or linux/amd64 (it has: {}); pick a \
              platform's manifest by digest",
-            host_architecture(),
+            platform::host_platform().os_arch(),
             if available.is_empty() {
                 "no platforms listed".to_string()
             } else {
@@ -511,39 +406,52 @@ fn internal(session: &Session, op: &Op, e: tokio::task::JoinError) -> RegistryEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::image::{Arch, DescriptorBuilder, MediaType, Os, PlatformBuilder};
 
     fn r() -> Reference {
         Reference::parse("127.0.0.1:5000/base:1").unwrap()
     }
 
-    fn index(platforms: &[(&str, &str, Option<&str>)]) -> Vec<IndexEntry> {
+    fn index(platforms: &[(&str, &str, Option<&str>)]) -> Vec<oci_spec::image::Descriptor> {
         platforms
             .iter()
             .enumerate()
-            .map(|(i, (os, arch, variant))| IndexEntry {
-                digest: format!("sha256:{i:064}"),
-                platform: Some(Platform {
-                    os: os.to_string(),
-                    architecture: arch.to_string(),
-                    variant: variant.map(str::to_string),
-                }),
+            .map(|(i, (os, arch, variant))| {
+                let mut platform = PlatformBuilder::default()
+                    .os(Os::from(*os))
+                    .architecture(Arch::from(*arch));
+                if let Some(variant) = variant {
+                    platform = platform.variant(variant.to_string());
+                }
+                DescriptorBuilder::default()
+                    .media_type(MediaType::ImageManifest)
+                    .digest(
+                        format!("sha256:{i:064}")
+                            .parse::<oci_spec::image::Digest>()
+                            .unwrap(),
+                    )
+                    .size(1u64)
+                    .platform(platform.build().unwrap())
+                    .build()
+                    .unwrap()
             })
             .collect()
     }
 
     #[test]
     fn picks_this_machine_then_amd64() {
+        let host = platform::host_architecture();
         let entries = index(&[
             ("linux", "s390x", None),
             ("linux", "amd64", None),
-            ("linux", host_architecture(), None),
+            ("linux", host, None),
         ]);
         let chosen = choose_platform(&r(), &entries).unwrap();
-        let expected = if host_architecture() == "amd64" { 1 } else { 2 };
+        let expected = if host == "amd64" { 1 } else { 2 };
         assert_eq!(chosen, format!("sha256:{expected:064}"));
 
         let only_amd64 = index(&[("windows", "amd64", None), ("linux", "amd64", None)]);
-        if host_architecture() != "amd64" {
+        if host != "amd64" {
             assert_eq!(
                 choose_platform(&r(), &only_amd64).unwrap(),
                 format!("sha256:{:064}", 1)
@@ -551,7 +459,7 @@ mod tests {
         }
 
         let none = index(&[("windows", "amd64", None), ("linux", "mips64le", None)]);
-        if host_architecture() != "mips64le" {
+        if host != "mips64le" {
             let err = choose_platform(&r(), &none).unwrap_err().to_string();
             assert!(
                 err.contains("windows/amd64") && err.contains("linux/mips64le"),
@@ -563,11 +471,14 @@ mod tests {
     #[test]
     fn manifests_are_checked() {
         let oci = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
-        assert!(parse_manifest(&r(), oci).unwrap().config.is_some());
+        assert!(matches!(
+            parse_manifest(&r(), oci).unwrap(),
+            Manifest::Image { .. }
+        ));
         let index = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert_eq!(
-            parse_manifest(&r(), index).unwrap().media_type.as_deref(),
-            Some(OCI_INDEX)
+            parse_manifest(&r(), index).unwrap().media_type(),
+            crate::image::model::OCI_INDEX
         );
         let v1 = br#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#;
         let err = parse_manifest(&r(), v1).unwrap_err().to_string();

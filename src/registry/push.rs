@@ -15,14 +15,14 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_client::errors::OciDistributionError;
 use reqwest::header::HeaderValue;
-use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 
 use super::client::{Op, RegistryClient, RegistryEvent, Session, UploadMode};
 use super::reference::Reference;
 use super::{RegistryError, Result};
 use crate::image::blobs::BlobStore;
-use crate::image::model::{Descriptor, OCI_MANIFEST, sha256_digest, sha256_hex};
+use crate::image::manifest::{self, Manifest};
+use crate::image::model::{Descriptor, sha256_digest, sha256_hex};
 
 /// Read size for monolithic uploads: memory stays small whatever the blob size.
 const UPLOAD_READ_SIZE: usize = 256 * 1024;
@@ -54,17 +54,6 @@ pub struct PushReport {
     pub mounted: Vec<String>,
     /// Bytes of the uploaded blobs.
     pub bytes_uploaded: u64,
-}
-
-/// The parts of a manifest a push checks against the blobs it was given.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestRefs {
-    #[serde(default)]
-    media_type: Option<String>,
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
 }
 
 enum Content {
@@ -225,15 +214,30 @@ fn check_image(
     {
         return Err(fail(format!("`{bad}` is not a sha256 digest")));
     }
-    let manifest: ManifestRefs = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| fail(format!("the manifest is not an image manifest: {e}")))?;
-    if manifest.config.digest != config.digest {
+    let (media_type, manifest) = match manifest::parse(manifest_bytes) {
+        Ok(Manifest::Image {
+            media_type,
+            manifest,
+        }) => (media_type, manifest),
+        Ok(Manifest::Index { media_type, .. }) => {
+            return Err(fail(format!(
+                "the manifest is not an image manifest: it is an index ({media_type})"
+            )));
+        }
+        Err(e) => {
+            return Err(fail(format!(
+                "the manifest is not an image manifest: it {e}"
+            )));
+        }
+    };
+    let (named_config, named_layers) = manifest::blobs(&manifest);
+    if named_config.digest != config.digest {
         return Err(fail(format!(
             "the manifest names config {}, but config {} was given",
-            manifest.config.digest, config.digest
+            named_config.digest, config.digest
         )));
     }
-    let named: Vec<&str> = manifest.layers.iter().map(|l| l.digest.as_str()).collect();
+    let named: Vec<&str> = named_layers.iter().map(|l| l.digest.as_str()).collect();
     let given: Vec<&str> = layers.iter().map(|l| l.digest.as_str()).collect();
     if named != given {
         return Err(fail(format!(
@@ -242,9 +246,7 @@ fn check_image(
             given.join(", ")
         )));
     }
-    Ok(manifest
-        .media_type
-        .unwrap_or_else(|| OCI_MANIFEST.to_string()))
+    Ok(media_type)
 }
 
 /// The references the manifest is written to: each tag, or the digest when there is no tag.
@@ -423,7 +425,7 @@ async fn upload_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::model::{OCI_CONFIG, OCI_LAYER_GZIP};
+    use crate::image::model::{OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
 
     fn desc(media_type: &str, bytes: &[u8]) -> Descriptor {
         Descriptor {
