@@ -5,7 +5,7 @@
 //!
 //! * the transport docker users expect: plain HTTP to `--insecure` registries and to this machine,
 //!   HTTPS with an optional extra CA everywhere else, and credentials never sent in the clear to
-//!   anything else ([`client`]);
+//!   anything else ([`client`], with `transport`, `challenge`, `session` and `classify`);
 //! * docker's credentials (`--username`/`--password-stdin`, then `~/.docker/config.json` with its
 //!   helpers), and a wrong password reported as such, naming which credentials were tried but
 //!   never the secret ([`auth`]);
@@ -15,18 +15,24 @@
 //! * pulls of a base image into the blob store, verified by digest ([`pull`]).
 
 pub mod auth;
+mod challenge;
+mod classify;
 pub mod client;
 mod mount;
+mod options;
 pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod retry;
+mod session;
+mod transport;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use auth::{CredentialKind, Credentials, Secret};
-pub use client::{RegistryClient, RegistryEvent, RegistryOptions, UploadMode};
+pub use client::RegistryClient;
+pub use options::{RegistryEvent, RegistryOptions, UploadMode};
 pub use pull::{PulledImage, fetch_manifest_and_config, pull_image};
 pub use push::{PushOptions, PushReport, push_image};
 pub use reference::{Reference, ReferenceError};

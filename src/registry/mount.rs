@@ -10,8 +10,9 @@
 use serde::Deserialize;
 
 use super::auth::CredentialKind;
-use super::client::{Session, TokenService};
+use super::challenge::TokenService;
 use super::reference::Reference;
+use super::session::Session;
 
 /// A token service's answer; registries use either name.
 #[derive(Deserialize)]

@@ -12,8 +12,10 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use oci_client::errors::DigestError;
 
-use super::client::{Op, RegistryClient, RegistryEvent, Session};
+use super::client::RegistryClient;
+use super::options::RegistryEvent;
 use super::reference::Reference;
+use super::session::{Op, Session};
 use super::{RegistryError, Result};
 use crate::image::blobs::{BlobError, BlobStore};
 use crate::image::manifest::{self, ACCEPTED, Manifest};
@@ -322,7 +324,7 @@ async fn next_chunk(
                 _ => RegistryError::ConnectionLost {
                     registry: session.registry.clone(),
                     operation: op.doing.clone(),
-                    reason: super::client::error_chain(&e),
+                    reason: super::classify::error_chain(&e),
                 },
             },
         ),

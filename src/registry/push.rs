@@ -17,8 +17,10 @@ use oci_client::errors::OciDistributionError;
 use reqwest::header::HeaderValue;
 use tokio_util::io::ReaderStream;
 
-use super::client::{Op, RegistryClient, RegistryEvent, Session, UploadMode};
+use super::client::RegistryClient;
+use super::options::{RegistryEvent, UploadMode};
 use super::reference::Reference;
+use super::session::{Op, Session};
 use super::{RegistryError, Result};
 use crate::image::blobs::BlobStore;
 use crate::image::manifest::{self, Manifest};
