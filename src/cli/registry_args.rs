@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -26,12 +27,26 @@ pub struct RegistryArgs {
     /// Read the registry password (or token) for --username from stdin.
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
+
+    /// Seconds a registry may stay silent (connecting, in the TLS handshake, or in the middle of
+    /// a request or transfer) before the attempt fails; connecting waits at most 10. Failed
+    /// attempts are retried only within twice this time, so a hung registry fails after about
+    /// twice SECS.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub registry_timeout: u64,
 }
 
 impl RegistryArgs {
     /// A client for `references`: `--insecure` applies to their registries, and the
     /// `--username` credentials to the first one's (the push target).
     pub fn client(&self, references: &[&Reference]) -> Result<RegistryClient, String> {
+        let timeout = Duration::from_secs(self.registry_timeout);
+        let defaults = RegistryOptions::default();
         let options = RegistryOptions {
             insecure_registries: if self.insecure {
                 references
@@ -42,7 +57,9 @@ impl RegistryArgs {
                 Vec::new()
             },
             ca_file: self.ca_file.clone(),
-            ..RegistryOptions::default()
+            read_timeout: timeout,
+            connect_timeout: defaults.connect_timeout.min(timeout),
+            ..defaults
         };
         let mut client = RegistryClient::new(options).map_err(|e| e.to_string())?;
         if let (Some(username), Some(target)) = (&self.username, references.first()) {

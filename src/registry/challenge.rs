@@ -28,22 +28,15 @@ impl RegistryClient {
         };
         let url = format!("{base_url}/v2/");
         self.retry(&format!("logging in to {registry}"), |_| async {
-            let response = self
-                .http
-                .get(&url)
-                .basic_auth(&username, Some(&password))
-                .send()
-                .await
-                .map_err(|e| self.unreachable(registry, &url, &e))?;
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            match status {
+            let request = self.http.get(&url).basic_auth(&username, Some(&password));
+            let answer = self.ask(registry, &url, request).await?;
+            match answer.status {
                 200 => Ok(()),
-                _ => Err(status_error(
+                status => Err(status_error(
                     registry,
                     &Op::new(format!("logging in to {registry}"), "the registry API"),
                     status,
-                    &body,
+                    &answer.body,
                     credentials,
                 )),
             }

@@ -97,6 +97,9 @@ impl Session {
         if let Some(status) = e.status() {
             return status_error(&self.registry, op, status.as_u16(), "", &self.credentials);
         }
+        if e.is_timeout() && e.is_connect() {
+            return self.timeout_after(op, self.connect_timeout);
+        }
         if e.is_timeout() {
             return self.timeout(op);
         }

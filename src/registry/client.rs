@@ -57,8 +57,9 @@ impl RegistryClient {
             None => Vec::new(),
         };
         let mut builder = reqwest::Client::builder()
+            // No read timeout: requests made with this client bound their answer themselves
+            // (`ask`, and the mount's own timeout), so a timeout error from it means connecting.
             .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout)
             .user_agent(USER_AGENT)
             // Redirects could carry a request (and, for the credential check, a password) to
             // another host; a registry's /v2/ endpoint never needs one.
@@ -112,7 +113,8 @@ impl RegistryClient {
         }
     }
 
-    /// Runs `op` under the retry policy, reporting retries as events.
+    /// Runs `op` under the retry policy, within the options' retry window, reporting retries as
+    /// events.
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
@@ -120,14 +122,18 @@ impl RegistryClient {
     {
         self.options
             .retry
-            .run(op, |attempt, error, delay| {
-                self.emit(RegistryEvent::Retrying {
-                    what: what.to_string(),
-                    attempt,
-                    delay,
-                    error: error.to_string(),
-                })
-            })
+            .run_within(
+                Some(self.options.retry_window()),
+                op,
+                |attempt, error, delay| {
+                    self.emit(RegistryEvent::Retrying {
+                        what: what.to_string(),
+                        attempt,
+                        delay,
+                        error: error.to_string(),
+                    })
+                },
+            )
             .await
     }
 

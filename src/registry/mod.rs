@@ -80,7 +80,7 @@ pub enum RegistryError {
     )]
     InsecureCredentials { registry: String, url: String },
 
-    /// No TCP connection, a TLS failure, or no answer within the connect timeout.
+    /// No TCP connection, a TLS failure, or no answer to the first request within the timeouts.
     #[error("cannot reach registry {registry} ({url}): {reason}; {hint}")]
     Unreachable {
         registry: String,
@@ -89,10 +89,12 @@ pub enum RegistryError {
         hint: String,
     },
 
-    /// The connection was established but the registry stopped answering.
+    /// The connection was established but the registry stopped answering; `timeout` is the
+    /// limit that ran out.
     #[error(
-        "registry {registry} did not answer within {timeout:?} while {operation}; check the \
-         network, or raise the timeout"
+        "registry {registry} did not answer within {timeout:?} while {operation}; check that \
+         the registry is up and the network to it, or allow more time with --registry-timeout \
+         SECS"
     )]
     Timeout {
         registry: String,
@@ -146,9 +148,14 @@ pub enum RegistryError {
     Manifest { reference: String, reason: String },
 
     /// A transient failure that did not go away.
-    #[error("{last} (gave up after {attempts} attempts)")]
+    #[error(
+        "{last} (gave up after {attempts} attempts{})",
+        window.map_or(String::new(), |w| format!("; retries stop {w:?} after the first attempt"))
+    )]
     GaveUp {
         attempts: u32,
+        /// Set when retries stopped because this time had passed since the first attempt.
+        window: Option<Duration>,
         #[source]
         last: Box<RegistryError>,
     },

@@ -29,7 +29,8 @@ pub struct RegistryOptions {
     pub ca_file: Option<PathBuf>,
     /// How long to wait for a TCP connection (and TLS handshake).
     pub connect_timeout: Duration,
-    /// How long a request may go without receiving anything.
+    /// How long a request may go without receiving anything (a transfer, without moving any
+    /// bytes). Retries stop after twice this ([`RegistryOptions::retry_window`]).
     pub read_timeout: Duration,
     /// Where docker's config.json is; `None` for docker's own lookup (`$DOCKER_CONFIG`, then
     /// `~/.docker`).
@@ -52,6 +53,14 @@ impl Default for RegistryOptions {
             concurrency: 3,
             upload_mode: UploadMode::default(),
         }
+    }
+}
+
+impl RegistryOptions {
+    /// The time after an operation's first attempt in which retries may start: twice the read
+    /// timeout, so that a registry that hangs is given one more chance, not four.
+    pub fn retry_window(&self) -> Duration {
+        self.read_timeout.saturating_mul(2)
     }
 }
 

@@ -8,7 +8,7 @@
 //! a failed one left behind.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::RegistryError;
 
@@ -56,6 +56,23 @@ impl RetryPolicy {
     /// about each failure that will be retried (for `--verbose` logs).
     pub async fn run<T, F, Fut>(
         &self,
+        op: F,
+        on_retry: impl FnMut(u32, &RegistryError, Duration),
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        self.run_within(None, op, on_retry).await
+    }
+
+    /// [`RetryPolicy::run`], starting no retry once `window` has passed since the first attempt
+    /// began (a retry would start too late to help): an operation that fails slowly, as against
+    /// a registry that hangs, gives up after about `window` plus one attempt, not after every
+    /// attempt's timeout in turn.
+    pub async fn run_within<T, F, Fut>(
+        &self,
+        window: Option<Duration>,
         mut op: F,
         mut on_retry: impl FnMut(u32, &RegistryError, Duration),
     ) -> Result<T, RegistryError>
@@ -64,11 +81,14 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T, RegistryError>>,
     {
         let attempts = self.attempts.max(1);
+        let started = Instant::now();
         let mut attempt = 1;
         loop {
-            match op(attempt).await {
+            let result = op(attempt).await;
+            let late = window.filter(|w| started.elapsed() + self.delay(attempt) >= *w);
+            match result {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_retryable() && attempt < attempts => {
+                Err(e) if e.is_retryable() && attempt < attempts && late.is_none() => {
                     let delay = self.delay(attempt);
                     on_retry(attempt, &e, delay);
                     tokio::time::sleep(delay).await;
@@ -77,6 +97,7 @@ impl RetryPolicy {
                 Err(e) if attempt > 1 => {
                     return Err(RegistryError::GaveUp {
                         attempts: attempt,
+                        window: late.filter(|_| e.is_retryable() && attempt < attempts),
                         last: Box::new(e),
                     });
                 }
@@ -156,6 +177,31 @@ mod tests {
             Err(RegistryError::Http { status: 400, .. })
         ));
         assert_eq!(calls.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_retry_starts_after_the_window() {
+        let calls = Cell::new(0);
+        let op = |_| {
+            calls.set(calls.get() + 1);
+            async { Err::<(), _>(transient(503)) }
+        };
+        let result = fast(5)
+            .run_within(Some(Duration::ZERO), op, |_, _, _| {})
+            .await;
+        assert!(matches!(
+            result,
+            Err(RegistryError::Http { status: 503, .. })
+        ));
+        assert_eq!(calls.get(), 1);
+
+        calls.set(0);
+        let err = fast(3)
+            .run_within(Some(Duration::from_secs(3600)), op, |_, _, _| {})
+            .await
+            .unwrap_err();
+        assert_eq!(calls.get(), 3);
+        assert!(matches!(err, RegistryError::GaveUp { window: None, .. }));
     }
 
     #[tokio::test]

@@ -81,17 +81,24 @@ impl Session {
         op: &Op,
         request: impl std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.connect_timeout + self.read_timeout, request).await {
+        let limit = self.connect_timeout + self.read_timeout;
+        match tokio::time::timeout(limit, request).await {
             Ok(result) => result.map_err(|e| self.error(op, e)),
-            Err(_) => Err(self.timeout(op)),
+            Err(_) => Err(self.timeout_after(op, limit)),
         }
     }
 
+    /// The registry went silent for the read timeout (the limit of a transfer's idle time).
     pub(crate) fn timeout(&self, op: &Op) -> RegistryError {
+        self.timeout_after(op, self.read_timeout)
+    }
+
+    /// The registry did not answer within `limit`, the limit that ran out.
+    pub(crate) fn timeout_after(&self, op: &Op, limit: Duration) -> RegistryError {
         RegistryError::Timeout {
             registry: self.registry.clone(),
             operation: op.doing.clone(),
-            timeout: self.read_timeout,
+            timeout: limit,
         }
     }
 }

@@ -44,72 +44,124 @@ impl RegistryClient {
         let tls_error = match https {
             Ok(answer) => return Ok(("https", answer)),
             Err(e) if !self.allows_plain_http(registry) => return Err(e),
-            // The port is closed or silent: plain HTTP would fare no better.
-            Err(e @ RegistryError::Unreachable { .. }) if !is_tls_failure(&e) => return Err(e),
+            // The port is closed or silent, or the server answered HTTPS: plain HTTP would
+            // fare no better.
+            Err(e) if !is_tls_failure(&e) => return Err(e),
             Err(e) => e,
         };
         let http_url = format!("http://{api_host}/v2/");
-        match self
+        let http = self
             .retry(&format!("checking {http_url}"), |_| {
                 self.probe(registry, &http_url)
             })
-            .await
-        {
-            // Only a registry's answer counts: an HTTPS server answers plain HTTP with 400, and
-            // then the TLS failure (an untrusted certificate, say) is the real story.
+            .await;
+        match http {
             Ok(answer) if answer.status == 200 || answer.status == 401 => Ok(("http", answer)),
-            _ => Err(tls_error),
+            // The server speaks plain HTTP and is failing (5xx, 429): that is the story.
+            Err(e) if matches!(e.root(), RegistryError::Http { .. }) => Err(e),
+            // Only a registry's answer counts: an HTTPS server answers plain HTTP with 400, and
+            // then the TLS failure (an untrusted certificate, say) is the real story. Plain HTTP
+            // was allowed and tried, so the advice cannot be to allow it.
+            Ok(answer) => Err(plain_http_tried(
+                tls_error,
+                &format!("plain HTTP ({http_url}) answered HTTP {}", answer.status),
+            )),
+            Err(e) => Err(plain_http_tried(
+                tls_error,
+                &format!("plain HTTP failed too ({e})"),
+            )),
         }
     }
 
     async fn probe(&self, registry: &str, url: &str) -> Result<Answer> {
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(registry, url, &e))?;
-        let status = response.status().as_u16();
-        let www_authenticate = response
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response.text().await.unwrap_or_default();
+        let answer = self.ask(registry, url, self.http.get(url)).await?;
+        let Answer {
+            status, ref body, ..
+        } = answer;
         if status == 429 || status >= 500 {
             return Err(RegistryError::Http {
                 registry: registry.to_string(),
                 operation: format!("checking {url}"),
                 status,
-                detail: summarize_body(&body, None),
+                detail: summarize_body(body, None),
             });
         }
-        Ok(Answer {
-            status,
-            www_authenticate,
-            body,
-        })
+        Ok(answer)
     }
 
+    /// Sends `request` to `url` and reads the whole answer. The HTTP client's connect timeout
+    /// bounds the connection and TLS handshake (so its timeout error means those); the rest is
+    /// bounded here, as the client has no read timeout that could tell the two apart.
+    pub(super) async fn ask(
+        &self,
+        registry: &str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Answer> {
+        let limit = self.options.connect_timeout + self.options.read_timeout;
+        let exchange = async {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| self.unreachable(registry, url, &e))?;
+            let status = response.status().as_u16();
+            let www_authenticate = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = response.text().await.unwrap_or_default();
+            Ok(Answer {
+                status,
+                www_authenticate,
+                body,
+            })
+        };
+        tokio::time::timeout(limit, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RegistryError::Unreachable {
+                    registry: registry.to_string(),
+                    url: url.to_string(),
+                    reason: format!("connected, but no answer within {limit:?}"),
+                    hint: MORE_TIME.into(),
+                })
+            })
+    }
+
+    /// A request to `url` that got no HTTP answer, reported as what happened: which timeout ran
+    /// out (connecting, with the TLS handshake for HTTPS, or waiting for the answer), a refused
+    /// connection, a certificate or TLS failure, an unknown host.
     pub(super) fn unreachable(
         &self,
         registry: &str,
         url: &str,
         e: &reqwest::Error,
     ) -> RegistryError {
+        let unreachable = |reason: String, hint: &str| RegistryError::Unreachable {
+            registry: registry.to_string(),
+            url: url.to_string(),
+            reason,
+            hint: hint.to_string(),
+        };
+        if e.is_timeout() {
+            // The HTTP client's only timeout is the connect timeout (see `ask`).
+            let reason = if url.starts_with("https:") {
+                format!(
+                    "the connection and TLS handshake did not complete within {:?}",
+                    self.options.connect_timeout
+                )
+            } else {
+                format!(
+                    "the connection did not complete within {:?}",
+                    self.options.connect_timeout
+                )
+            };
+            return unreachable(reason, MORE_TIME);
+        }
         let reason = error_chain_without_url(e);
         let lower = reason.to_ascii_lowercase();
-        let hint = if e.is_timeout() {
-            return RegistryError::Unreachable {
-                registry: registry.to_string(),
-                url: url.to_string(),
-                reason: format!(
-                    "no answer within {:?} (connect timeout {:?})",
-                    self.options.read_timeout, self.options.connect_timeout
-                ),
-                hint: "check the address, the network and any firewall".into(),
-            };
-        } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        let hint = if lower.contains("certificate") || lower.contains("unknownissuer") {
             "if the registry's certificate comes from a private CA, pass that CA with --ca-file"
         } else if lower.contains("refused") {
             "check that the registry is running and the host and port are right"
@@ -123,12 +175,7 @@ impl RegistryClient {
         } else {
             "check the address, the network and any proxy"
         };
-        RegistryError::Unreachable {
-            registry: registry.to_string(),
-            url: url.to_string(),
-            reason,
-            hint: hint.to_string(),
-        }
+        unreachable(reason, hint)
     }
 }
 
@@ -139,15 +186,47 @@ pub(super) struct Answer {
     pub body: String,
 }
 
+/// The advice when a registry is too slow to answer.
+const MORE_TIME: &str = "check the address, the network and any firewall, or allow more time \
+                         with --registry-timeout SECS";
+
+/// Whether plain HTTP might succeed where HTTPS failed: the server answered, but not with TLS
+/// (or with a certificate we do not trust). A refused, timed-out or unresolvable connection
+/// would fail over plain HTTP too.
 fn is_tls_failure(e: &RegistryError) -> bool {
     match e {
         RegistryError::Unreachable { reason, .. } => {
             let lower = reason.to_ascii_lowercase();
             !(lower.contains("refused")
+                || lower.contains("did not complete within")
                 || lower.contains("no answer within")
+                || lower.contains("timed out")
                 || lower.contains("dns"))
         }
         _ => false,
+    }
+}
+
+/// The HTTPS failure of a registry that may use plain HTTP, with what plain HTTP gave instead
+/// of the advice to allow it.
+fn plain_http_tried(tls_error: RegistryError, outcome: &str) -> RegistryError {
+    match tls_error {
+        RegistryError::Unreachable {
+            registry,
+            url,
+            reason,
+            hint,
+        } => RegistryError::Unreachable {
+            hint: if hint.contains("--insecure") {
+                format!("{outcome}; check that this address and port are the registry's")
+            } else {
+                format!("{hint} ({outcome})")
+            },
+            registry,
+            url,
+            reason,
+        },
+        other => other,
     }
 }
 
