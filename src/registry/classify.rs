@@ -97,11 +97,10 @@ impl Session {
         if let Some(status) = e.status() {
             return status_error(&self.registry, op, status.as_u16(), "", &self.credentials);
         }
-        if e.is_timeout() && e.is_connect() {
-            return self.timeout_after(op, self.connect_timeout);
-        }
         if e.is_timeout() {
-            return self.timeout(op);
+            // Connecting (with the TLS handshake) is the only step the HTTP clients time
+            // themselves; the rest is bounded by `Session::timed` and the transfer watchdogs.
+            return self.timeout_after(op, self.connect_timeout);
         }
         RegistryError::ConnectionLost {
             registry: self.registry.clone(),

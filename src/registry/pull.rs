@@ -204,12 +204,17 @@ fn choose_platform(
         return Ok(entry.digest().to_string());
     }
     let available = platform::offered(entries);
+    let host = platform::host_platform().os_arch();
+    let wanted = if host == "linux/amd64" {
+        host
+    } else {
+        format!("{host} or linux/amd64")
+    };
     Err(RegistryError::Manifest {
         reference: reference.to_string(),
         reason: format!(
-            "it is a multi-platform image without {} or linux/amd64 (it has: {}); pick a \
-             platform's manifest by digest",
-            platform::host_platform().os_arch(),
+            "it is a multi-platform image without {wanted} (it has: {}); pick a platform's \
+             manifest by digest",
             if available.is_empty() {
                 "no platforms listed".to_string()
             } else {
