@@ -81,6 +81,8 @@ fn spec(python: PythonInfo, installer: Installer, final_dir: &Path, tmp: &Path) 
         installer,
         final_dir: final_dir.to_path_buf(),
         requirements: Some(requirements(tmp, "greeter\n")),
+        allow_pack_index_options: false,
+        only_binary: false,
         base_requirements: true,
         system_site_packages: false,
         st2_site_packages: None,

@@ -126,6 +126,17 @@ pub struct InstallSettings {
     #[arg(long, value_name = "DIR")]
     pub wheelhouse: Option<PathBuf>,
 
+    /// Let packs' requirements files choose package indexes and trusted hosts (--index-url,
+    /// --extra-index-url, --find-links, --trusted-host, ...), include files by URL and use
+    /// ${VARIABLE}s; only for packs you trust.
+    #[arg(long)]
+    pub allow_pack_index_options: bool,
+
+    /// Install wheels only: build nothing from source (a source build runs the package's own
+    /// code on this machine). For packs you do not trust.
+    #[arg(long)]
+    pub only_binary: bool,
+
     /// StackStorm version to check each pack's stackstorm_version against.
     #[arg(long, value_name = "VERSION")]
     pub st2_version: Option<String>,
@@ -239,6 +250,8 @@ impl InstallSettings {
                 .clone()
                 .or_else(detect_st2_site_packages),
             wheelhouse: self.wheelhouse.as_deref().map(absolute).transpose()?,
+            allow_pack_index_options: self.allow_pack_index_options,
+            only_binary: self.only_binary,
             st2_version,
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             lock_timeout: Duration::from_secs(self.lock_timeout),

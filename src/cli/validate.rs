@@ -7,6 +7,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::pack::requirements::Policy;
 use crate::validate::{self, PackReport, Problem};
 
 #[derive(Debug, Clone, Args)]
@@ -18,6 +19,12 @@ pub struct ValidateArgs {
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Accept index and trust options (--index-url, --find-links, ...), URL includes and
+    /// ${VARIABLE} references in the packs' requirements files, as the installers' flag of the
+    /// same name does.
+    #[arg(long)]
+    pub allow_pack_index_options: bool,
 }
 
 #[derive(Serialize)]
@@ -38,10 +45,14 @@ pub fn run(args: &ValidateArgs) -> i32 {
         }
         return EXIT_USAGE;
     }
+    let policy = Policy {
+        allow_index_options: args.allow_pack_index_options,
+        only_binary: false,
+    };
     let reports: Vec<PackReport> = args
         .dirs
         .iter()
-        .map(|d| validate::validate_pack(d))
+        .map(|d| validate::validate_pack(d, policy))
         .collect();
     if args.json {
         let output = Output { packs: &reports };

@@ -341,6 +341,8 @@ async fn prepare(
         installer: options.installer,
         final_dir: options.virtualenvs_runtime_dir.join(name),
         requirements: requirements.is_file().then_some(requirements),
+        allow_pack_index_options: options.allow_pack_index_options,
+        only_binary: options.only_binary,
         base_requirements: options.base_requirements,
         system_site_packages: options.system_site_packages,
         st2_site_packages: options.st2_site_packages.clone(),

@@ -44,6 +44,10 @@ pub struct InstallOptions {
     pub system_site_packages: bool,
     pub st2_site_packages: Option<PathBuf>,
     pub wheelhouse: Option<PathBuf>,
+    /// Let packs' requirements set index and trust options (see `pack::requirements::Policy`).
+    pub allow_pack_index_options: bool,
+    /// Install wheels only: nothing is built from source.
+    pub only_binary: bool,
     pub st2_version: Option<semver::Version>,
     pub jobs: usize,
     pub lock_timeout: Duration,

@@ -4,4 +4,5 @@
 
 pub mod manifest;
 pub mod name;
+pub mod requirements;
 pub mod spec;

@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Serialize, Serializer};
 
 use crate::pack::manifest::{MANIFEST_FILE, ManifestError, PackManifest};
+use crate::pack::requirements::Policy;
 
 /// One problem, pointing at the file (and line, when known) to fix.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -93,12 +94,13 @@ pub fn check_dir(dir: &Path) -> Result<(), ValidateError> {
     }
 }
 
-/// Runs every check on the pack in `dir` and returns all that was found.
-pub fn validate_pack(dir: &Path) -> PackReport {
+/// Runs every check on the pack in `dir` and returns all that was found; `policy` says what the
+/// pack's requirements may ask of the installer.
+pub fn validate_pack(dir: &Path, policy: Policy) -> PackReport {
     let mut report = PackReport::new(dir);
     check_manifest(dir, &mut report);
     metadata::check(dir, &mut report);
-    requirements::check(dir, &mut report);
+    requirements::check(dir, policy, &mut report);
     files::check(dir, &mut report);
     report
 }
@@ -195,7 +197,7 @@ mod tests {
             ),
             ("actions/run.py", ""),
         ]);
-        let report = validate_pack(dir.path());
+        let report = validate_pack(dir.path(), Policy::default());
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         assert_eq!(report.name.as_deref(), Some("good"));
@@ -205,7 +207,7 @@ mod tests {
     #[test]
     fn every_compatibility_problem_of_pack_yaml_is_reported() {
         let manifest = "ref: old\nname: old\ndescription: d\nversion: '1.0'\nauthor: me\npython_versions: ['2']\n";
-        let report = validate_pack(pack(&[("pack.yaml", manifest)]).path());
+        let report = validate_pack(pack(&[("pack.yaml", manifest)]).path(), Policy::default());
         let messages: Vec<&str> = report.errors.iter().map(|p| p.message.as_str()).collect();
         assert_eq!(messages.len(), 2, "{messages:?}");
         assert!(messages.iter().any(|m| m.contains("1.0")), "{messages:?}");
@@ -218,7 +220,7 @@ mod tests {
     #[test]
     fn pack_yaml_errors_carry_file_and_line_without_repeating_them() {
         let dir = pack(&[("pack.yaml", "name: x\n  description: y\nversion: 1\n")]);
-        let report = validate_pack(dir.path());
+        let report = validate_pack(dir.path(), Policy::default());
         let problem = &report.errors[0];
         assert_eq!(problem.file, dir.path().join("pack.yaml"));
         assert_eq!(problem.line, Some(2), "{problem:?}");
@@ -233,7 +235,7 @@ mod tests {
             "name: Bad-Name\ndescription: d\nversion: \"1.0\"\nauthor: me\n\
              dependencies: [\"no spaces allowed here\"]\n",
         )]);
-        let report = validate_pack(dir.path());
+        let report = validate_pack(dir.path(), Policy::default());
         let messages: Vec<&str> = report.errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(report.name, None);
         assert!(
@@ -255,7 +257,7 @@ mod tests {
     #[test]
     fn a_missing_pack_yaml_names_it_and_other_checks_still_run() {
         let dir = pack(&[("actions/a.yaml", "name: a\n")]);
-        let report = validate_pack(dir.path());
+        let report = validate_pack(dir.path(), Policy::default());
         assert_eq!(report.errors[0].file, dir.path().join("pack.yaml"));
         assert!(report.errors[0].message.contains("has no pack.yaml"));
         assert!(

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::installer::{self, BASE_REQUIREMENT, SEEDS};
 use super::relocate::walk_error;
 use super::{VenvError, VenvSpec};
+use crate::pack::requirements::Requirements;
 
 /// Bump when the layout of a built venv or of an entry changes.
 const KEY_FORMAT: &str = "st2pack-venv-cache-1";
@@ -73,8 +74,13 @@ impl Hasher {
     }
 }
 
-/// The cache key for `spec` when built with `engine` (`"uv"` or `"pip"`).
-pub(crate) fn key_for(spec: &VenvSpec, engine: &str) -> Result<String, VenvError> {
+/// The cache key for `spec` when built with `engine` (`"uv"` or `"pip"`), with the requirements
+/// read from `spec.requirements`.
+pub(crate) fn key_for(
+    spec: &VenvSpec,
+    engine: &str,
+    requirements: Option<&Requirements>,
+) -> Result<String, VenvError> {
     let mut h = Hasher(Sha256::new());
     h.field("format", KEY_FORMAT.as_bytes());
     h.field("tool", env!("CARGO_PKG_VERSION").as_bytes());
@@ -102,9 +108,18 @@ pub(crate) fn key_for(spec: &VenvSpec, engine: &str) -> Result<String, VenvError
     );
     h.path("st2_site_packages", spec.st2_site_packages.as_deref());
     h.path("final_dir", Some(&spec.final_dir));
-    match &spec.requirements {
-        Some(path) => hash_requirements(&mut h, path, 0, &mut Vec::new())?,
+    match requirements {
+        // Every file pip reads: the requirements file, then what it includes, in reading order.
+        Some(requirements) => {
+            for file in &requirements.files {
+                h.field("requirements", &file.content);
+            }
+        }
         None => h.field("requirements", b"\0none"),
+    }
+    // Only when set, so that the keys of existing entries stay what they were.
+    if spec.only_binary {
+        h.field("only_binary", b"1");
     }
     h.path("wheelhouse", spec.wheelhouse.as_deref());
     if let Some(dir) = &spec.wheelhouse {
@@ -120,60 +135,6 @@ pub(crate) fn key_for(spec: &VenvSpec, engine: &str) -> Result<String, VenvError
         }
     }
     Ok(hex::encode(h.0.finalize()))
-}
-
-/// Hashes a requirements file and the files it includes with `-r`/`-c` (relative to itself).
-fn hash_requirements(
-    h: &mut Hasher,
-    path: &Path,
-    depth: usize,
-    seen: &mut Vec<PathBuf>,
-) -> Result<(), VenvError> {
-    let content = match std::fs::read(path) {
-        Ok(content) => content,
-        // The top-level file must exist; a missing include is the installer's to report.
-        Err(source) if depth == 0 => {
-            return Err(VenvError::Requirements {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        Err(_) => {
-            h.path("missing-include", Some(path));
-            return Ok(());
-        }
-    };
-    h.field("requirements", &content);
-    if depth >= 8 || seen.iter().any(|p| p == path) {
-        return Ok(());
-    }
-    seen.push(path.to_path_buf());
-    let base = path.parent().unwrap_or(Path::new("."));
-    for line in String::from_utf8_lossy(&content).lines() {
-        if let Some(include) = included_file(line) {
-            hash_requirements(h, &base.join(include), depth + 1, seen)?;
-        }
-    }
-    Ok(())
-}
-
-fn included_file(line: &str) -> Option<&str> {
-    let line = line.trim();
-    let long = line
-        .strip_prefix("--requirement")
-        .or_else(|| line.strip_prefix("--constraint"));
-    let rest = match long {
-        // A long option needs `=` or a blank before its value; `-rfile` is fine for pip.
-        Some(rest) if rest.starts_with(['=', ' ', '\t']) => rest,
-        Some(_) => return None,
-        None => line
-            .strip_prefix("-r")
-            .or_else(|| line.strip_prefix("-c"))?,
-    };
-    let rest = rest.trim_start();
-    let rest = rest.strip_prefix('=').unwrap_or(rest);
-    let file = rest.split(" #").next().unwrap_or(rest).trim();
-    (!file.is_empty() && !file.contains("://")).then_some(file)
 }
 
 fn entry_dir(cache_dir: &Path, key: &str) -> PathBuf {
@@ -317,17 +278,6 @@ pub(crate) fn link_tree(src: &Path, dst: &Path) -> Result<(), VenvError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_included_files() {
-        assert_eq!(included_file("-r base.txt"), Some("base.txt"));
-        assert_eq!(included_file("-rbase.txt"), Some("base.txt"));
-        assert_eq!(included_file("--requirement=base.txt"), Some("base.txt"));
-        assert_eq!(included_file("--constraint c.txt  # pinned"), Some("c.txt"));
-        assert_eq!(included_file("requests>=2"), None);
-        assert_eq!(included_file("-r https://example.com/r.txt"), None);
-        assert_eq!(included_file("--requirementx"), None);
-    }
 
     #[test]
     fn mirrors_trees_with_hard_links_symlinks_and_modes() {

@@ -85,6 +85,17 @@ pub enum VenvError {
         source: io::Error,
     },
 
+    /// The pack's requirements ask for what a pack may not (see `pack::requirements::Policy`).
+    #[error(
+        "the pack's requirements ask the installer for what a pack may not, so nothing was \
+         installed for it:\n  {}",
+        problems.join("\n  ")
+    )]
+    RefusedRequirements {
+        /// Each as `file:line: what and why`.
+        problems: Vec<String>,
+    },
+
     /// The wheelhouse directory could not be listed.
     #[error(
         "could not read wheelhouse {path}: {source}; pass --wheelhouse DIR with a directory of \

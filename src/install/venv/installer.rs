@@ -288,6 +288,12 @@ pub(crate) async fn install(
     if let Some(wheelhouse) = &spec.wheelhouse {
         cmd.arg("--no-index").arg("--find-links").arg(wheelhouse);
     }
+    if spec.only_binary {
+        match engine {
+            Engine::Uv(_) => cmd.args(["--only-binary", ":all:"]),
+            Engine::Pip => cmd.arg("--only-binary=:all:"),
+        };
+    }
     cmd.args(packages);
     run(cmd, label, build_dir, &spec.final_dir, INSTALL_HINT).await
 }

@@ -27,6 +27,8 @@ pub use error::VenvError;
 pub use installer::{BASE_REQUIREMENT, Installer};
 pub use python::{PythonInfo, probe_python};
 
+use crate::pack::requirements::{Policy, Requirements};
+
 use installer::Engine;
 
 /// Everything that decides what a pack's virtualenv contains and where it will live.
@@ -36,8 +38,13 @@ pub struct VenvSpec {
     pub installer: Installer,
     /// Where the venv will be used, e.g. `/opt/stackstorm/virtualenvs/mypack`.
     pub final_dir: PathBuf,
-    /// The pack's `requirements.txt`.
+    /// The pack's `requirements.txt`, at the root of the pack: the files it includes must be in
+    /// that directory.
     pub requirements: Option<PathBuf>,
+    /// Let the pack's requirements set index and trust options (`--allow-pack-index-options`).
+    pub allow_pack_index_options: bool,
+    /// Install wheels only, never build from source (`--only-binary`).
+    pub only_binary: bool,
     /// Install [`BASE_REQUIREMENT`] like upstream (false = `--no-base-requirements`).
     pub base_requirements: bool,
     pub system_site_packages: bool,
@@ -75,9 +82,42 @@ pub const ST2_PTH_FILE: &str = "zzzzzzzzzz__st2__.pth";
 /// interpreter (path, real path and version), the installer actually used, seeds, base
 /// requirement, site-packages options, final path, the requirements file (and the files it
 /// includes with `-r`/`-c`), the wheelhouse listing and the index-related environment variables.
+///
+/// Reading the requirements refuses what a pack may not ask of the installer (see [`Policy`]).
 pub fn venv_key(spec: &VenvSpec) -> Result<String, VenvError> {
     let engine = installer::resolve_engine(spec.installer, &spec.python)?;
-    cache::key_for(&absolutized(spec)?, engine.name())
+    let spec = absolutized(spec)?;
+    let requirements = read_requirements(&spec)?;
+    cache::key_for(&spec, engine.name(), requirements.as_ref())
+}
+
+/// The pack's requirements, read as the installer will read them; an error when they ask for
+/// what the policy refuses, naming each file, line and option.
+fn read_requirements(spec: &VenvSpec) -> Result<Option<Requirements>, VenvError> {
+    let Some(path) = &spec.requirements else {
+        return Ok(None);
+    };
+    let (Some(root), Some(file)) = (path.parent(), path.file_name()) else {
+        return Err(invalid(
+            "requirements file",
+            path,
+            "it must name a file in the pack",
+        ));
+    };
+    let policy = Policy {
+        allow_index_options: spec.allow_pack_index_options,
+        only_binary: spec.only_binary,
+    };
+    let found =
+        Requirements::read(root, Path::new(file), policy).map_err(|e| VenvError::Requirements {
+            path: e.path,
+            source: e.source,
+        })?;
+    let refused: Vec<String> = found.refusals().map(ToString::to_string).collect();
+    if !refused.is_empty() {
+        return Err(VenvError::RefusedRequirements { problems: refused });
+    }
+    Ok(Some(found))
 }
 
 /// True if `dir` looks like a usable venv: `pyvenv.cfg` is there and `bin/python` resolves to an
@@ -97,7 +137,8 @@ pub async fn build_venv(spec: &VenvSpec, build_dir: &Path) -> Result<BuiltVenv, 
         check_st2_site_packages(dir)?;
     }
     let engine = installer::resolve_engine(spec.installer, &spec.python)?;
-    let key = cache::key_for(&spec, engine.name())?;
+    let requirements = read_requirements(&spec)?;
+    let key = cache::key_for(&spec, engine.name(), requirements.as_ref())?;
     prepare_build_dir(&build_dir)?;
 
     let mut warnings = Vec::new();
@@ -349,6 +390,8 @@ mod tests {
             installer: Installer::Pip,
             final_dir: "/opt/stackstorm/virtualenvs/demo".into(),
             requirements: None,
+            allow_pack_index_options: false,
+            only_binary: false,
             base_requirements: true,
             system_site_packages: false,
             st2_site_packages: None,

@@ -1,0 +1,381 @@
+//! A pack's requirements.txt, read once and the way pip reads it, for everyone who needs it: the
+//! virtualenv cache key (the content of every file it includes), the installer (what a pack may
+//! ask of pip or uv, see [`Policy`]) and `st2pack validate` (every line pip would reject).
+//!
+//! Lines are cut as pip cuts them (continuations, comments, Python's line breaks); requirements
+//! are parsed by `pep508_rs` (names, extras, versions, `@ URL`, environment markers); options by
+//! pip's own rules. Includes (`-r`, `-c`) are followed as pip follows them, relative to the
+//! including file as the operating system resolves it, and only inside the pack's directory.
+
+mod entry;
+mod lines;
+mod policy;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use entry::{Entry, GivenOption, Location, OptionKind, has_scheme};
+use lines::Numbered;
+pub use policy::Policy;
+
+/// The file a pack's Python requirements are in, at the pack's root.
+pub const REQUIREMENTS_FILE: &str = "requirements.txt";
+
+/// Everything read from a pack's requirements file and the files it includes.
+#[derive(Debug, Default)]
+pub struct Requirements {
+    /// Every file read, in the order pip reads them, each once.
+    pub files: Vec<ReadFile>,
+    pub problems: Vec<Problem>,
+}
+
+/// One file of the requirements, with its path relative to the pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadFile {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+}
+
+/// A line (or a whole file) that pip would reject, or that asks for what the policy refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Relative to the pack's directory.
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: Option<usize>,
+    pub message: String,
+    /// The installer must not run: the line asks for what a pack may not, or cannot be checked.
+    /// Other problems are the installer's to report.
+    pub refused: bool,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// The requirements file itself (or the pack directory) could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("could not read {}: {source}", path.display())]
+pub struct ReadError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl Requirements {
+    /// Reads `file` (relative to the pack directory `root`) and the files it includes.
+    pub fn read(root: &Path, file: &Path, policy: Policy) -> Result<Requirements, ReadError> {
+        let canonical_root = fs::canonicalize(root).map_err(|source| ReadError {
+            path: root.join(file),
+            source,
+        })?;
+        let mut reader = Reader {
+            root: canonical_root,
+            policy,
+            found: Requirements::default(),
+            seen: HashSet::new(),
+            reported: HashSet::new(),
+            reading: Reading::Pip,
+        };
+        let top = root.join(file);
+        match reader.inside(&top) {
+            Ok(Some(canonical)) => {
+                let content = fs::read(&canonical).map_err(|source| ReadError {
+                    path: top.clone(),
+                    source,
+                })?;
+                reader.read_file(file, &top, &canonical, content);
+            }
+            Ok(None) => {
+                return Err(ReadError {
+                    path: top,
+                    source: io::ErrorKind::NotFound.into(),
+                });
+            }
+            Err(reason) => {
+                let message = format!("{reason}; a pack's requirements must be inside the pack");
+                reader.refuse(file, None, String::new(), message);
+            }
+        }
+        Ok(reader.found)
+    }
+
+    /// The problems that stop an install.
+    pub fn refusals(&self) -> impl Iterator<Item = &Problem> {
+        self.problems.iter().filter(|p| p.refused)
+    }
+}
+
+struct Reader {
+    /// The pack directory, symlinks resolved.
+    root: PathBuf,
+    policy: Policy,
+    found: Requirements,
+    /// Files already read, symlinks resolved.
+    seen: HashSet<PathBuf>,
+    /// What was already refused, per file, so the two readings of a file report it once.
+    reported: HashSet<(PathBuf, String)>,
+    /// How the lines being checked were cut.
+    reading: Reading,
+}
+
+impl Reader {
+    /// `path` with symlinks resolved, when it exists and stays in the pack.
+    fn inside(&self, path: &Path) -> Result<Option<PathBuf>, String> {
+        let canonical = match fs::canonicalize(path) {
+            Ok(canonical) => canonical,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot resolve it: {e}")),
+        };
+        if canonical.starts_with(&self.root) {
+            return Ok(Some(canonical));
+        }
+        let link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        Err(match link {
+            true => format!(
+                "it is a symlink to {}, outside the pack",
+                canonical.display()
+            ),
+            false => format!("{} is outside the pack", canonical.display()),
+        })
+    }
+
+    /// `shown`: what the pack wrote (`-r base.txt`); `pip_path`: the path pip opens.
+    fn read_file(&mut self, shown: &Path, pip_path: &Path, canonical: &Path, content: Vec<u8>) {
+        if !self.seen.insert(canonical.to_path_buf()) {
+            return;
+        }
+        let relative = canonical
+            .strip_prefix(&self.root)
+            .map_or_else(|_| shown.to_path_buf(), Path::to_path_buf);
+        let text = std::str::from_utf8(&content).map(str::to_string);
+        self.found.files.push(ReadFile {
+            path: relative.clone(),
+            content,
+        });
+        let Ok(text) = text else {
+            let reason = "it is not UTF-8 text, so st2pack cannot check what it asks of the \
+                          installer; save it as UTF-8";
+            return self.refuse(&relative, None, String::new(), reason.to_string());
+        };
+        for (number, c) in lines::odd_line_breaks(&text) {
+            let reason = format!(
+                "the control character U+{:04X} is a line break to some installers and not to \
+                 others; remove it",
+                u32::from(c)
+            );
+            self.refuse(&relative, Some(number), format!("{c:?}"), reason);
+        }
+        let physical = lines::physical(&text);
+        let file = File {
+            relative: &relative,
+            pip_path,
+        };
+        let outer = self.reading;
+        self.reading = Reading::Pip;
+        for line in lines::logical(&physical) {
+            self.line(&file, &line);
+        }
+        self.reading = Reading::Alone;
+        for line in lines::each_alone(&physical) {
+            self.line(&file, &line);
+        }
+        self.reading = outer;
+    }
+
+    fn line(&mut self, file: &File<'_>, line: &Numbered) {
+        let entry = Entry::parse(&line.text);
+        let at = Some(line.number);
+        let relative = file.relative;
+        for message in entry.problems {
+            self.problem(relative, at, message);
+        }
+        if let Some(reason) = entry.unreadable {
+            self.refuse(relative, at, line.text.clone(), reason);
+        }
+        for option in entry.unknown {
+            let message = policy::unknown_option(&option);
+            self.refuse(relative, at, option, message);
+        }
+        if !self.policy.allow_index_options {
+            for name in policy::environment_references(&line.text) {
+                let message = policy::environment_variable(name);
+                self.refuse(relative, at, format!("${{{name}}}"), message);
+            }
+        }
+        for location in &entry.locations {
+            self.location(relative, at, location);
+        }
+        for option in &entry.options {
+            self.option(file, at, option);
+        }
+    }
+
+    fn option(&mut self, file: &File<'_>, at: Option<usize>, option: &GivenOption) {
+        let value = option.value.as_deref().unwrap_or("");
+        let shown = format!("{} {value}", option.given).trim_end().to_string();
+        match option.spec.kind {
+            OptionKind::Requirement | OptionKind::Constraint if !value.is_empty() => {
+                self.include(file, at, &shown, value);
+            }
+            OptionKind::Index if !self.policy.allow_index_options => {
+                let message = policy::index_option(&shown);
+                self.refuse(file.relative, at, shown, message);
+            }
+            OptionKind::NoBinary if self.policy.only_binary => {
+                let message = policy::no_binary(&shown);
+                self.refuse(file.relative, at, shown, message);
+            }
+            OptionKind::Editable if self.policy.only_binary => {
+                let message = policy::source_build(&shown);
+                self.refuse(file.relative, at, shown, message);
+            }
+            _ => {}
+        }
+    }
+
+    /// `-r`/`-c`: pip opens the value joined to the including file's directory.
+    fn include(&mut self, file: &File<'_>, at: Option<usize>, shown: &str, value: &str) {
+        let relative = file.relative;
+        if has_scheme(value) && !value.starts_with("file:") {
+            if !self.policy.allow_index_options {
+                let message = policy::url_include(shown);
+                self.refuse(relative, at, shown.to_string(), message);
+            }
+            return;
+        }
+        if value.contains("${") {
+            return; // refused above unless allowed; then it cannot be resolved here
+        }
+        let path = match Location::of(value) {
+            Location::Local(path) | Location::Remote(path) => path,
+        };
+        if Path::new(&path).is_absolute() {
+            let message =
+                policy::outside_include(shown, "an absolute path names a file of this machine");
+            return self.refuse(relative, at, shown.to_string(), message);
+        }
+        let dir = relative.parent().unwrap_or(Path::new(""));
+        if !stays_within(&dir.join(&path)) {
+            let message = policy::outside_include(shown, "'..' leaves the pack's directory");
+            return self.refuse(relative, at, shown.to_string(), message);
+        }
+        let base = file.pip_path.parent().unwrap_or(Path::new(""));
+        let pip_path = base.join(&path);
+        match self.inside(&pip_path) {
+            Ok(Some(canonical)) => match fs::read(&canonical) {
+                Ok(content) => self.read_file(Path::new(&path), &pip_path, &canonical, content),
+                Err(e) => {
+                    let message = format!("{shown}: cannot read it: {e}");
+                    self.refuse(relative, at, shown.to_string(), message);
+                }
+            },
+            Ok(None) => self.problem(
+                relative,
+                at,
+                format!(
+                    "{shown}: no such file (paths are relative to {}); add it or fix the path",
+                    relative.display()
+                ),
+            ),
+            Err(reason) => {
+                let message = policy::outside_include(shown, &reason);
+                self.refuse(relative, at, shown.to_string(), message);
+            }
+        }
+    }
+
+    /// A path or URL a line installs from.
+    fn location(&mut self, relative: &Path, at: Option<usize>, location: &Location) {
+        if self.policy.only_binary && location.needs_build() {
+            let shown = match location {
+                Location::Local(text) | Location::Remote(text) => text.clone(),
+            };
+            let message = policy::source_build(&shown);
+            self.refuse(relative, at, shown, message);
+        }
+        let Location::Local(path) = location else {
+            return;
+        };
+        let reason = if path.starts_with(['/', '~']) {
+            Some("an absolute path names a file of this machine".to_string())
+        } else if Path::new(path)
+            .components()
+            .any(|c| c == Component::ParentDir)
+        {
+            Some("'..' leaves the pack".to_string())
+        } else {
+            let dir = self.root.join(relative);
+            let base = dir.parent().unwrap_or(&self.root);
+            self.inside(&base.join(path)).err()
+        };
+        if let Some(reason) = reason {
+            let message = policy::outside_location(path, &reason);
+            self.refuse(relative, at, path.clone(), message);
+        }
+    }
+
+    /// Records what pip would reject, as pip reads the file.
+    fn problem(&mut self, file: &Path, line: Option<usize>, message: String) {
+        if self.reading == Reading::Alone {
+            return;
+        }
+        self.found.problems.push(Problem {
+            file: file.to_path_buf(),
+            line,
+            message,
+            refused: false,
+        });
+    }
+
+    /// Records a refusal once per file and `key` (what the pack wrote).
+    fn refuse(&mut self, file: &Path, line: Option<usize>, key: String, message: String) {
+        if !self.reported.insert((file.to_path_buf(), key)) {
+            return;
+        }
+        self.found.problems.push(Problem {
+            file: file.to_path_buf(),
+            line,
+            message,
+            refused: true,
+        });
+    }
+}
+
+/// Whether a relative path stays inside its root once `.` and `..` are applied in order.
+fn stays_within(path: &Path) -> bool {
+    let mut depth = 0usize;
+    for component in path.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// A file being read: its path relative to the pack, and the path pip opens it by.
+struct File<'a> {
+    relative: &'a Path,
+    pip_path: &'a Path,
+}
+
+/// pip's logical lines, or each physical line alone (only refusals count there: what another
+/// installer might act on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Pip,
+    Alone,
+}
