@@ -201,12 +201,80 @@ fn a_sensor_without_class_name_or_entry_point_file_fails() {
 #[test]
 fn a_garbage_requirements_line_is_named_by_number() {
     let errors = fixture_errors("invalid_requirements");
-    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
     assert_has(
         &errors,
         "requirements.txt",
         Some(6),
         "\"please install the client library by hand\" is not a requirement",
+    );
+    // A pack may not choose the index: the installer refuses it, and so does validate.
+    assert_has(
+        &errors,
+        "requirements.txt",
+        Some(4),
+        "--index-url https://pypi.org/simple: a pack may not choose",
+    );
+}
+
+#[test]
+fn requirements_that_reach_outside_the_pack_are_errors_unless_allowed() {
+    let sandbox = Sandbox::new();
+    let pack = scratch_pack(&sandbox);
+    fs::write(sandbox.path().join("host.txt"), "six\n").unwrap();
+    fs::create_dir(pack.join("reqs")).unwrap();
+    symlink(
+        sandbox.path().join("host.txt"),
+        pack.join("reqs/linked.txt"),
+    )
+    .unwrap();
+    fs::write(
+        pack.join("requirements.txt"),
+        "six\n-r ../host.txt\n--extra-index-url http://127.0.0.1:9/simple/\n-r reqs/ok.txt\n",
+    )
+    .unwrap();
+    fs::write(
+        pack.join("reqs/ok.txt"),
+        "-r linked.txt\n--trusted-host example.invalid\n",
+    )
+    .unwrap();
+    let (run, json) = validate_json(&[&pack]);
+    run.assert_code(1);
+    let errors = problems(&json["packs"][0], "errors");
+    assert_has(
+        &errors,
+        "requirements.txt",
+        Some(2),
+        "-r ../host.txt: '..' leaves",
+    );
+    assert_has(&errors, "requirements.txt", Some(3), "--extra-index-url");
+    assert_has(&errors, "reqs/ok.txt", Some(1), "it is a symlink to");
+    assert_has(
+        &errors,
+        "reqs/ok.txt",
+        Some(2),
+        "--trusted-host example.invalid",
+    );
+
+    let allow = [
+        OsStr::new("--json"),
+        OsStr::new("--allow-pack-index-options"),
+        pack.as_os_str(),
+    ];
+    let run = validate_in(&sandbox, None, &allow);
+    let errors = problems(&run.json()["packs"][0], "errors");
+    let lines: Vec<(&str, Option<u64>)> =
+        errors.iter().map(|e| (e.file.as_str(), e.line)).collect();
+    // The host files stay errors; the index and trust options are the user's call.
+    assert!(
+        lines.iter().all(|l| *l == ("requirements.txt", Some(2))
+            || *l == ("reqs/ok.txt", Some(1))
+            || l.0 == "reqs/linked.txt"),
+        "{errors:#?}"
+    );
+    assert!(
+        lines.contains(&("requirements.txt", Some(2))),
+        "{errors:#?}"
     );
 }
 

@@ -190,3 +190,121 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A PEP 503 "simple" package index over HTTP for the wheels and sdists in one directory, which
+/// counts every connection made to it (even one that never sends a request).
+pub struct PackageIndex {
+    pub port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    _accept: AcceptLoop,
+}
+
+impl PackageIndex {
+    pub fn serve(dir: &Path) -> PackageIndex {
+        let dir = dir.to_path_buf();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let accept = AcceptLoop::start(move |stream| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            answer_index(stream, &dir);
+        });
+        PackageIndex {
+            port: accept.port,
+            connections,
+            _accept: accept,
+        }
+    }
+
+    /// The index URL, as `--index-url` takes it.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/simple/", self.port)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// PEP 503 name normalisation.
+fn normalize_project(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if "-_.".contains(c) {
+            if !out.ends_with('-') {
+                out.push('-');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+fn answer_index(stream: TcpStream, dir: &Path) {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+            break;
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let files: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (content_type, body) = if let Some(project) = path.strip_prefix("/simple/") {
+        let project = normalize_project(project.trim_end_matches('/'));
+        let links: String = files
+            .iter()
+            .filter(|f| {
+                let dist = f.split('-').next().unwrap_or("");
+                normalize_project(dist) == project
+                    || f.strip_suffix(".tar.gz")
+                        .and_then(|stem| stem.rsplit_once('-'))
+                        .is_some_and(|(name, _)| normalize_project(name) == project)
+            })
+            .map(|f| format!("<a href=\"/files/{f}\">{f}</a><br>\n"))
+            .collect();
+        match links.is_empty() {
+            true => ("text/html", None),
+            false => (
+                "text/html",
+                Some(format!("<!DOCTYPE html><html><body>\n{links}</body></html>\n").into_bytes()),
+            ),
+        }
+    } else if let Some(file) = path.strip_prefix("/files/") {
+        let found = files.iter().find(|f| *f == file);
+        (
+            "application/octet-stream",
+            found.and_then(|f| std::fs::read(dir.join(f)).ok()),
+        )
+    } else {
+        ("text/html", None)
+    };
+    let mut stream = stream;
+    match body {
+        Some(body) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: {content_type}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+        None => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    }
+}

@@ -163,3 +163,32 @@ pub fn seed_wheelhouse(dir: &Path) -> Vec<PathBuf> {
     );
     copied
 }
+
+/// Writes the source distribution `<name>-<version>.tar.gz` into `out_dir`: a `setup.py` that
+/// runs `setup_code` first (as any sdist can) and then declares the package.
+pub fn build_sdist(out_dir: &Path, name: &str, version: &str, setup_code: &str) -> PathBuf {
+    let stem = format!("{name}-{version}");
+    let setup = format!(
+        "{setup_code}\nfrom setuptools import setup\nsetup(name={name:?}, version={version:?}, \
+         py_modules=[])\n"
+    );
+    let pkg_info = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+    std::fs::create_dir_all(out_dir).expect("create sdist output directory");
+    let path = out_dir.join(format!("{stem}.tar.gz"));
+    let file = std::fs::File::create(&path).expect("create sdist");
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    for (member, content) in [("setup.py", setup), ("PKG-INFO", pkg_info)] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("{stem}/{member}"), content.as_bytes())
+            .expect("add to sdist");
+    }
+    tar.into_inner()
+        .expect("finish tar")
+        .finish()
+        .expect("finish gzip");
+    path
+}

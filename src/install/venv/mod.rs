@@ -453,6 +453,39 @@ mod tests {
     }
 
     #[test]
+    fn key_follows_an_include_written_across_a_continuation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = spec(tmp.path());
+        let req = tmp.path().join("requirements.txt");
+        std::fs::write(&req, "requests\n-r \\\n  extra.txt\n").unwrap();
+        std::fs::write(tmp.path().join("extra.txt"), "pyyaml\n").unwrap();
+        s.requirements = Some(req);
+        let before = venv_key(&s).unwrap();
+        std::fs::write(tmp.path().join("extra.txt"), "pyyaml==6.0\n").unwrap();
+        assert_ne!(before, venv_key(&s).unwrap());
+        // Wheels only is another virtualenv.
+        let mut binary = s.clone();
+        binary.only_binary = true;
+        assert_ne!(venv_key(&s).unwrap(), venv_key(&binary).unwrap());
+    }
+
+    #[test]
+    fn refused_requirements_name_file_line_and_option() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = spec(tmp.path());
+        let req = tmp.path().join("requirements.txt");
+        std::fs::write(&req, "six\n--extra-index-url http://127.0.0.1:9/\n").unwrap();
+        s.requirements = Some(req);
+        let msg = venv_key(&s).unwrap_err().to_string();
+        assert!(
+            msg.contains("requirements.txt:2: --extra-index-url http://127.0.0.1:9/"),
+            "{msg}"
+        );
+        s.allow_pack_index_options = true;
+        assert!(venv_key(&s).is_ok());
+    }
+
+    #[test]
     fn missing_requirements_name_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = spec(tmp.path());

@@ -127,8 +127,9 @@ impl Location {
 /// What a logical line says; `problems` are what pip itself would reject.
 #[derive(Debug, Default)]
 pub(super) struct Entry {
-    /// What the line installs from a location: a URL or path requirement, or `-e` values.
-    pub locations: Vec<Location>,
+    /// What the line installs from a location (a URL or path requirement, `-e` values), with
+    /// how the line wrote it.
+    pub locations: Vec<(String, Location)>,
     pub options: Vec<GivenOption>,
     /// Options pip does not accept in a requirements file: st2pack cannot judge them.
     pub unknown: Vec<String>,
@@ -148,7 +149,9 @@ impl Entry {
         let mut entry = Entry::default();
         if !args.is_empty() {
             match requirement(&args.join(" ")) {
-                Ok(location) => entry.locations.extend(location),
+                Ok(location) => entry
+                    .locations
+                    .extend(location.map(|l| (args.join(" "), l))),
                 Err(reason) => entry.problems.push(format!(
                     "{line:?} is not a requirement, a pip option or a URL/path: {reason}; fix or \
                      remove the line"
@@ -208,7 +211,8 @@ impl Entry {
                 ));
             }
             if spec.kind == OptionKind::Editable && !value.is_empty() {
-                self.locations.push(Location::of(&value));
+                let shown = format!("{given} {value}");
+                self.locations.push((shown, Location::of(&value)));
             }
             self.options.push(GivenOption {
                 spec,
@@ -426,15 +430,15 @@ mod tests {
         assert_eq!(short.options[1].spec.long, "--extra-index-url");
         assert_eq!(
             ok("-e ./local").locations,
-            [Location::Local("./local".into())]
+            [("-e ./local".into(), Location::Local("./local".into()))]
         );
         assert_eq!(
-            ok("pkg @ file:///opt/x.whl").locations,
-            [Location::Local("/opt/x.whl".into())]
+            ok("pkg @ file:///opt/x.whl").locations[0].1,
+            Location::Local("/opt/x.whl".into())
         );
         assert_eq!(
-            ok("pkg @ https://x/p.whl").locations,
-            [Location::Remote("https://x/p.whl".into())]
+            ok("pkg @ https://x/p.whl").locations[0].1,
+            Location::Remote("https://x/p.whl".into())
         );
     }
 

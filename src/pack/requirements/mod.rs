@@ -210,8 +210,8 @@ impl Reader {
                 self.refuse(relative, at, format!("${{{name}}}"), message);
             }
         }
-        for location in &entry.locations {
-            self.location(relative, at, location);
+        for (shown, location) in &entry.locations {
+            self.location(relative, at, shown, location);
         }
         for option in &entry.options {
             self.option(file, at, option);
@@ -231,10 +231,6 @@ impl Reader {
             }
             OptionKind::NoBinary if self.policy.only_binary => {
                 let message = policy::no_binary(&shown);
-                self.refuse(file.relative, at, shown, message);
-            }
-            OptionKind::Editable if self.policy.only_binary => {
-                let message = policy::source_build(&shown);
                 self.refuse(file.relative, at, shown, message);
             }
             _ => {}
@@ -293,13 +289,10 @@ impl Reader {
     }
 
     /// A path or URL a line installs from.
-    fn location(&mut self, relative: &Path, at: Option<usize>, location: &Location) {
+    fn location(&mut self, relative: &Path, at: Option<usize>, shown: &str, location: &Location) {
         if self.policy.only_binary && location.needs_build() {
-            let shown = match location {
-                Location::Local(text) | Location::Remote(text) => text.clone(),
-            };
-            let message = policy::source_build(&shown);
-            self.refuse(relative, at, shown, message);
+            let message = policy::source_build(shown);
+            self.refuse(relative, at, shown.to_string(), message);
         }
         let Location::Local(path) = location else {
             return;
@@ -317,8 +310,8 @@ impl Reader {
             self.inside(&base.join(path)).err()
         };
         if let Some(reason) = reason {
-            let message = policy::outside_location(path, &reason);
-            self.refuse(relative, at, path.clone(), message);
+            let message = policy::outside_location(shown, &reason);
+            self.refuse(relative, at, format!("{shown} (path)"), message);
         }
     }
 
@@ -378,4 +371,199 @@ struct File<'a> {
 enum Reading {
     Pip,
     Alone,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    const STRICT: Policy = Policy {
+        allow_index_options: false,
+        only_binary: false,
+    };
+
+    fn pack(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("pack")).unwrap();
+        for (path, content) in files {
+            let path = dir.path().join("pack").join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    fn read(dir: &tempfile::TempDir, policy: Policy) -> Requirements {
+        Requirements::read(
+            &dir.path().join("pack"),
+            Path::new(REQUIREMENTS_FILE),
+            policy,
+        )
+        .unwrap()
+    }
+
+    fn refusals(found: &Requirements) -> Vec<String> {
+        found.refusals().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn includes_are_followed_through_continuations_each_file_once() {
+        let dir = pack(&[
+            (
+                "requirements.txt",
+                b"six\n-r \\\n  reqs/base.txt\n-c c.txt\n",
+            ),
+            ("reqs/base.txt", b"-r ../requirements.txt\n-r more.txt\n"),
+            ("reqs/more.txt", b"pyyaml\n"),
+            ("c.txt", b"six<2\n"),
+        ]);
+        let found = read(&dir, STRICT);
+        let paths: Vec<&Path> = found.files.iter().map(|f| f.path.as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                Path::new("requirements.txt"),
+                Path::new("reqs/base.txt"),
+                Path::new("reqs/more.txt"),
+                Path::new("c.txt")
+            ]
+        );
+        assert!(found.problems.is_empty(), "{:?}", found.problems);
+        assert_eq!(found.files[2].content, b"pyyaml\n");
+    }
+
+    #[test]
+    fn host_files_are_never_read() {
+        let dir = pack(&[
+            (
+                "requirements.txt",
+                b"-r /etc/hostname\n-c ../secret.txt\n-r link.txt\n-r up/../secret.txt\n\
+                  -r file:///etc/hostname\n-r inside/x.txt\n",
+            ),
+            ("inside/x.txt", b"six\n"),
+        ]);
+        fs::write(dir.path().join("secret.txt"), "token\n").unwrap();
+        fs::create_dir_all(dir.path().join("outside/inner")).unwrap();
+        fs::write(dir.path().join("outside/secret.txt"), "token\n").unwrap();
+        symlink(
+            dir.path().join("secret.txt"),
+            dir.path().join("pack/link.txt"),
+        )
+        .unwrap();
+        // Lexically `up/../secret.txt` is inside; the OS resolves it outside.
+        symlink(dir.path().join("outside/inner"), dir.path().join("pack/up")).unwrap();
+        let found = read(&dir, STRICT);
+        let refused = refusals(&found);
+        assert_eq!(refused.len(), 5, "{refused:#?}");
+        assert!(refused[0].starts_with("requirements.txt:1: -r /etc/hostname: an absolute path"));
+        assert!(refused[1].starts_with("requirements.txt:2: -c ../secret.txt: '..' leaves"));
+        assert!(
+            refused[2].contains("-r link.txt: it is a symlink to"),
+            "{refused:?}"
+        );
+        assert!(
+            refused[3].contains("secret.txt is outside the pack"),
+            "{refused:?}"
+        );
+        assert!(
+            refused[4].contains("-r file:///etc/hostname"),
+            "{refused:?}"
+        );
+        let read_paths: Vec<&Path> = found.files.iter().map(|f| f.path.as_path()).collect();
+        assert_eq!(
+            read_paths,
+            [Path::new("requirements.txt"), Path::new("inside/x.txt")]
+        );
+        assert!(found.files.iter().all(|f| f.content != b"token\n"));
+    }
+
+    #[test]
+    fn a_requirements_file_linked_out_of_the_pack_is_refused() {
+        let dir = pack(&[]);
+        fs::write(dir.path().join("secret.txt"), "token\n").unwrap();
+        symlink("../secret.txt", dir.path().join("pack/requirements.txt")).unwrap();
+        let found = read(&dir, STRICT);
+        assert!(found.files.is_empty());
+        let refused = refusals(&found);
+        assert!(
+            refused[0].starts_with("requirements.txt: it is a symlink to"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn index_and_trust_options_need_the_users_consent() {
+        let text = b"--index http://x\n-ihttp://x\n--extra-index-url http://x\n--no-index\n\
+                     -f ./wheels\n--trusted-host x\n--use-feature truststore\n\
+                     pkg @ https://x/${CI_TOKEN}/p.whl\n-r https://x/r.txt\n\
+                     six # note \\\n--find-links http://y\n--pre --prefer-binary --hash sha256:x\n";
+        let dir = pack(&[("requirements.txt", text)]);
+        let found = read(&dir, STRICT);
+        let lines: Vec<Option<usize>> = found.refusals().map(|p| p.line).collect();
+        let expected: Vec<Option<usize>> = (1..=9).chain([11]).map(Some).collect();
+        assert_eq!(lines, expected, "{:#?}", found.problems);
+        let refused = refusals(&found);
+        assert!(refused[0].contains("--index http://x: a pack may not choose"));
+        assert!(refused[7].contains("${CI_TOKEN}"), "{refused:?}");
+        assert!(refused[9].contains("--find-links http://y"), "{refused:?}");
+        let allowed = Policy {
+            allow_index_options: true,
+            only_binary: false,
+        };
+        assert!(read(&dir, allowed).problems.is_empty());
+    }
+
+    #[test]
+    fn local_paths_stay_in_the_pack() {
+        let dir = pack(&[(
+            "requirements.txt",
+            b"-e /srv/lib\n./vendor/pkg\n-e ../sibling\npkg @ file:///srv/p.whl\n~/pkg.whl\n\
+              git+file:///srv/repo\n-e git+https://x/r.git#egg=r\n",
+        )]);
+        let found = read(&dir, STRICT);
+        let lines: Vec<Option<usize>> = found.refusals().map(|p| p.line).collect();
+        assert_eq!(
+            lines,
+            [Some(1), Some(3), Some(4), Some(5), Some(6)],
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn only_binary_refuses_every_source_build() {
+        let dir = pack(&[(
+            "requirements.txt",
+            b"requests\n-e ./local\ngit+https://x/r.git\npkg @ https://x/p-1.0.tar.gz\n\
+              --no-binary :all:\npkg @ https://x/p-1.0-py3-none-any.whl\n",
+        )]);
+        assert!(read(&dir, STRICT).problems.is_empty());
+        let only_binary = Policy {
+            allow_index_options: false,
+            only_binary: true,
+        };
+        let found = read(&dir, only_binary);
+        let lines: Vec<Option<usize>> = found.refusals().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(2), Some(3), Some(4), Some(5)], "{found:#?}");
+    }
+
+    #[test]
+    fn text_read_differently_by_installers_is_refused() {
+        let dir = pack(&[("requirements.txt", b"six\n\xff\n")]);
+        let refused = refusals(&read(&dir, STRICT));
+        assert!(refused[0].contains("not UTF-8"), "{refused:?}");
+        let dir = pack(&[(
+            "requirements.txt",
+            b"six\x1e--index-url http://x\n--cert /x\n",
+        )]);
+        let refused = refusals(&read(&dir, STRICT));
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert!(refused[0].contains("U+001E"), "{refused:?}");
+        assert!(refused[1].contains("--index-url"), "{refused:?}");
+        assert!(
+            refused[2].contains("\"--cert\" is not an option"),
+            "{refused:?}"
+        );
+    }
 }
