@@ -190,8 +190,16 @@ fn allow_pack_index_options_lets_a_trusted_pack_use_its_own_index() {
 #[test]
 fn an_include_inside_the_pack_is_installed_and_its_changes_rebuild_the_virtualenv() {
     let sandbox = Sandbox::new();
-    // A comment after a tab, as pip and uv read it.
-    let pack = pack_with(&sandbox, "six\n-r reqs/base.txt\t# shared pins\n");
+    build_wheel(
+        &sandbox.wheelhouse(),
+        "st2pack-extra-lib",
+        "1.0",
+        &[("extra_lib.py", "NAME = 'extra'\n")],
+        &[],
+        &[],
+    );
+    // Saved by an editor that starts files with a byte order mark, as pip and uv read them.
+    let pack = pack_with(&sandbox, "\u{feff}-r reqs/base.txt\t# shared pins\nsix\n");
     fs::create_dir(pack.join("reqs")).unwrap();
     fs::write(pack.join("reqs/base.txt"), "st2pack-fixture-lib>=1.0\n").unwrap();
     sandbox.install(&[pack.to_str().unwrap()]).assert_ok();
@@ -204,14 +212,6 @@ fn an_include_inside_the_pack_is_installed_and_its_changes_rebuild_the_virtualen
     );
 
     // A change in the included file alone is a new virtualenv, not the cached one.
-    build_wheel(
-        &sandbox.wheelhouse(),
-        "st2pack-extra-lib",
-        "1.0",
-        &[("extra_lib.py", "NAME = 'extra'\n")],
-        &[],
-        &[],
-    );
     fs::write(
         pack.join("reqs/base.txt"),
         "st2pack-fixture-lib>=1.0\nst2pack-extra-lib\n",
