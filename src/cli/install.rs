@@ -15,7 +15,7 @@ use crate::install::{
     self, InstallOptions, InstallReport, Status, default_cache_dir, default_jobs,
 };
 use crate::pack::spec::PackSpec;
-use crate::source::index::{DEFAULT_INDEX_URL, IndexOptions, split_url_list};
+use crate::source::index::{DEFAULT_INDEX_URL, IndexOptions, check_url, split_url_list};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum InstallerArg {
@@ -200,6 +200,9 @@ impl InstallSettings {
         }
         if index_urls.is_empty() {
             index_urls.push(DEFAULT_INDEX_URL.to_string());
+        }
+        for url in &index_urls {
+            check_url(url).map_err(|e| e.to_string())?;
         }
         let st2_version = self
             .st2_version

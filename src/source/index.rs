@@ -457,6 +457,12 @@ enum Location {
     File(PathBuf),
 }
 
+/// Checks that `url` names an index st2pack can read (http(s)://, file:// or an absolute path),
+/// so that a typo is bad input before anything is fetched.
+pub fn check_url(url: &str) -> Result<(), IndexError> {
+    locate(url).map(|_| ())
+}
+
 fn locate(url: &str) -> Result<Location, IndexError> {
     let shown = redact_url(url);
     if Path::new(url).is_absolute() {

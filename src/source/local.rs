@@ -30,6 +30,19 @@ fn io_err(path: &Path, err: impl std::fmt::Display) -> LocalError {
     }
 }
 
+/// A failed copy names the destination first: a full disk or a read-only target is where the
+/// fix is, and the source comes second.
+fn copy_err(source: &Path, target: &Path, err: std::io::Error) -> LocalError {
+    let hint = match err.kind() {
+        std::io::ErrorKind::StorageFull => "; free space on that disk and retry",
+        _ => "",
+    };
+    io_err(
+        target,
+        format!("cannot copy {} here: {err}{hint}", source.display()),
+    )
+}
+
 /// What kind of directory a local pack path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalKind {
@@ -79,7 +92,7 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<(), LocalError> {
             symlink(&link, &target).map_err(|e| io_err(&target, e))?;
         } else {
             check_regular(entry.path(), file_type)?;
-            fs::copy(entry.path(), &target).map_err(|e| io_err(entry.path(), e))?;
+            fs::copy(entry.path(), &target).map_err(|e| copy_err(entry.path(), &target, e))?;
             let mode = normalised_mode(entry.path())?;
             fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                 .map_err(|e| io_err(&target, e))?;

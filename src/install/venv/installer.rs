@@ -346,6 +346,32 @@ const CREATE_HINT: &str = "Check that the interpreter can create virtualenvs (De
      need the python3-venv package), or choose the other --installer";
 const INSTALL_HINT: &str =
     "Check the pack's requirements.txt and the index or wheelhouse it installs from, then retry";
+const DISK_FULL_HINT: &str = "The disk holding the virtualenvs is full (No space left on \
+     device): free space there, or point --virtualenvs-dir and --cache-dir at a disk with room, \
+     then retry";
+
+/// Less room than this where a virtualenv is built means it cannot be built there.
+const NEARLY_FULL: u64 = 16 << 20;
+
+/// A full disk makes every installer step fail in its own words, and `python -m venv` does not
+/// even say so (ensurepip's output is hidden); it is what to fix, whatever the step's usual hint
+/// says. `free` is the room left where the virtualenv is built.
+fn hint_for(output: &str, free: Option<u64>, usual: &'static str) -> &'static str {
+    let says_full = ["No space left on device", "[Errno 28]", "os error 28"]
+        .iter()
+        .any(|needle| output.contains(needle));
+    if says_full || free.is_some_and(|free| free < NEARLY_FULL) {
+        DISK_FULL_HINT
+    } else {
+        usual
+    }
+}
+
+/// The bytes an unprivileged process can still write on the filesystem holding `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
 
 async fn run(
     mut cmd: Command,
@@ -362,12 +388,14 @@ async fn run(
     if output.status.success() {
         return Ok(());
     }
+    let status = output.status.to_string();
+    let output = output_tail(&output.stdout, &output.stderr, TAIL_LINES);
     Err(VenvError::Installer {
         command: label,
-        status: output.status.to_string(),
+        status,
         final_dir: final_dir.to_path_buf(),
-        output: output_tail(&output.stdout, &output.stderr, TAIL_LINES),
-        hint,
+        hint: hint_for(&output, free_space(cwd), hint),
+        output,
     })
 }
 
@@ -470,6 +498,21 @@ mod tests {
             err.contains("conda") && err.contains("uv, pip, auto"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_named_whatever_the_step() {
+        let full = "OSError: [Errno 28] No space left on device: '/v/lib/python3.11'";
+        let room = Some(1 << 30);
+        assert_eq!(hint_for(full, room, CREATE_HINT), DISK_FULL_HINT);
+        assert_eq!(
+            hint_for("error: os error 28", None, INSTALL_HINT),
+            DISK_FULL_HINT
+        );
+        let silent = "returned non-zero exit status 1.";
+        assert_eq!(hint_for(silent, Some(4096), CREATE_HINT), DISK_FULL_HINT);
+        assert_eq!(hint_for(silent, room, CREATE_HINT), CREATE_HINT);
+        assert!(free_space(Path::new("/")).is_some());
     }
 
     #[test]
