@@ -1,14 +1,16 @@
-//! Messages that name what actually went wrong: bad input is bad usage (exit 2), and a full disk
-//! is named as such, at the place that is full. Full disks are real: a small tmpfs mounted in a
+//! Messages that name what actually went wrong: bad input is bad usage (exit 2), a full disk is
+//! named as such, at the place that is full, and a file name is shown as text, never as bytes.
+//! Full disks are real: a small tmpfs mounted in a
 //! private mount namespace (`unshare -m`) that disappears with the process.
 
 mod common;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::repos::copy_fixture;
+use common::repos::{copy_fixture, git, pack_repo};
 use common::run::{Run, Sandbox};
 
 #[test]
@@ -125,4 +127,19 @@ fn the_pip_engine_on_a_full_disk_says_the_disk_is_full() {
     run.assert_code(1)
         .assert_stderr_has("The disk holding the virtualenvs is full");
     assert!(!run.stderr.contains("python3-venv"), "{}", run.stderr);
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_named_as_text() {
+    let sandbox = Sandbox::new();
+    let repo = pack_repo(sandbox.path(), "hello_st2", &["1.0.0"]);
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    fs::write(repo.join("actions").join(odd), "x").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "an odd name"]);
+    let spec = format!("file://{}=main", repo.display());
+    let run = sandbox.install(&["--no-base-requirements", &spec]);
+    run.assert_ok()
+        .assert_stderr_has("skipped actions/caf\u{fffd}.txt from git: its name is not UTF-8");
+    assert!(!run.stderr.contains("[99, 97, 102"), "{}", run.stderr);
 }

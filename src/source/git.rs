@@ -212,7 +212,14 @@ pub fn export_commit(repo_path: &Path, commit: &str, dest: &Path) -> Result<Vec<
     let mut failure: Option<GitError> = None;
     tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
         let Some(name) = entry.name().ok().filter(|n| is_safe_entry_name(n)) else {
-            warnings.push(format!("skipped an unsafe path in git: {parent}{:?}", entry.name_bytes()));
+            warnings.push(format!(
+                "skipped {parent}{} from git: {}",
+                String::from_utf8_lossy(entry.name_bytes()),
+                match entry.name() {
+                    Ok(_) => "a name that cannot be a file in a pack",
+                    Err(_) => "its name is not UTF-8; rename it",
+                }
+            ));
             return TreeWalkResult::Skip;
         };
         let path = dest.join(parent).join(name);
