@@ -4,6 +4,7 @@
 //! Data flows one way: pack spec -> source -> installed tree -> layers -> image -> target.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod image;

@@ -88,6 +88,7 @@ fn spec(python: PythonInfo, installer: Installer, final_dir: &Path, tmp: &Path) 
         st2_site_packages: None,
         wheelhouse: Some(wheelhouse(tmp)),
         cache_dir: None,
+        bytecode_cache: None,
         rebuild: false,
     }
 }
@@ -262,6 +263,7 @@ async fn cache_hit_links_the_built_venv() {
     let final_dir = tmp.path().join("final/mypack");
     let mut spec = spec(python().await, Installer::Auto, &final_dir, tmp.path());
     spec.cache_dir = Some(tmp.path().join("cache"));
+    spec.bytecode_cache = Some(tmp.path().join("bytecode"));
 
     let started = Instant::now();
     let first = venv::build_venv(&spec, &tmp.path().join("b1"))

@@ -12,10 +12,8 @@ use super::registry_args::RegistryArgs;
 use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::BuiltImage;
 use crate::image::assemble::{HistoryEntry, Image, rfc3339};
-use crate::image::blobs::BlobStore;
 use crate::image::labels::ANNOTATION_CREATED;
 use crate::image::layer::{LayerInput, LayerOptions, build_layer};
-use crate::install;
 
 /// The busybox applets the image links: what the chart's init container and a person debugging
 /// the image need.
@@ -33,7 +31,7 @@ pub struct BaseArgs {
     #[command(flatten)]
     pub targets: TargetArgs,
 
-    /// Clone, virtualenv and layer cache [default: ~/.cache/st2pack]
+    /// The cache: git mirrors, virtualenvs, bytecode, layers [default: ~/.cache/st2pack]
     #[arg(long, value_name = "DIR", env = "ST2PACK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -54,11 +52,8 @@ async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
         )));
     }
     let mtime = source_date_epoch()?;
-    let cache_dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(install::default_cache_dir);
-    let store = BlobStore::open(cache_dir.join("oci")).map_err(failed)?;
+    let cache = super::cache::open(args.cache_dir.clone(), super::cache::DEFAULT_LOCK_TIMEOUT)?;
+    let store = cache.blob_store().map_err(failed)?;
 
     let rootfs = tempfile::tempdir().map_err(failed)?;
     let bin = rootfs.path().join("bin");

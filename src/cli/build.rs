@@ -2,7 +2,8 @@
 //! a registry, an OCI layout directory or a docker-archive.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -12,11 +13,11 @@ use super::registry_args::RegistryArgs;
 use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::tree::{self, PackTree};
 use crate::build::{BuiltImage, DEFAULT_EPOCH, ImageInputs, build_image, helm};
+use crate::cache::Cache;
 use crate::image::archive::write_archive;
 use crate::image::assemble::Image;
 use crate::image::blobs::BlobStore;
 use crate::image::layer::{Compression, LayerOptions, PACKS_IN_IMAGE, VIRTUALENVS_IN_IMAGE};
-use crate::image::layer_cache::LayerCache;
 use crate::image::layout;
 use crate::install::{self, Status};
 use crate::pack::name::PackName;
@@ -197,11 +198,6 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         }
         None => layer_options,
     };
-    let cache_dir = args
-        .install
-        .cache_dir
-        .clone()
-        .unwrap_or_else(install::default_cache_dir);
     let base_reference = match args.base.as_str() {
         "scratch" | "oci:" => None,
         base if base.starts_with("oci:") => None,
@@ -214,16 +210,21 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     };
     registry_refs.extend(base_reference.as_ref());
     let client = args.registry.client(&registry_refs).map_err(usage)?;
+    // Held until the image is written, so that a prune never removes what this build uses.
+    let cache = super::cache::open(
+        args.install.cache_dir.clone(),
+        Duration::from_secs(args.install.lock_timeout),
+    )?;
 
     // 1. The packs: installed now, or taken from --root.
-    let packs = collect_packs(args, &cache_dir).await?;
+    let packs = collect_packs(args, &cache).await?;
 
     // 2. The base, with all its blobs in our store.
-    let store = BlobStore::open(cache_dir.join("oci")).map_err(failed)?;
+    let store = cache.blob_store().map_err(failed)?;
     let base = load_base(&args.base, base_reference.as_ref(), &client, &store).await?;
 
     // 3. One layer per pack.
-    let cache = LayerCache::open(cache_dir.join("oci"), &store).map_err(failed)?;
+    let layer_cache = cache.layer_cache(&store).map_err(failed)?;
     let inputs = ImageInputs {
         packs: &packs,
         layer_options,
@@ -236,7 +237,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
             .max(1),
     };
     let built =
-        tokio::task::block_in_place(|| build_image(base, &cache, &inputs)).map_err(failed)?;
+        tokio::task::block_in_place(|| build_image(base, &layer_cache, &inputs)).map_err(failed)?;
     let digest = built.image.digest(&built.annotations);
     let reused = built.layers.iter().filter(|l| l.reused).count();
     eprintln!(
@@ -397,7 +398,7 @@ fn ci_revision() -> Option<String> {
 
 /// Installs the given specs into the build root (persistent, so unchanged packs and their layers
 /// are reused next time) or collects the packs of `--root`.
-async fn collect_packs(args: &BuildArgs, cache_dir: &Path) -> Result<Vec<PackTree>, Failure> {
+async fn collect_packs(args: &BuildArgs, cache: &Cache) -> Result<Vec<PackTree>, Failure> {
     if args.packs.is_empty() {
         let root = args.root.clone().unwrap_or_default();
         let packs = tree::collect(&root).map_err(|e| usage(e.to_string()))?;
@@ -406,10 +407,7 @@ async fn collect_packs(args: &BuildArgs, cache_dir: &Path) -> Result<Vec<PackTre
         }
         return Ok(packs);
     }
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| cache_dir.join("build-root"));
+    let root = args.root.clone().unwrap_or_else(|| cache.build_root());
     let placement = Placement {
         packs_dir: Some(root.join("packs")),
         virtualenvs_dir: Some(root.join("virtualenvs")),
@@ -419,10 +417,11 @@ async fn collect_packs(args: &BuildArgs, cache_dir: &Path) -> Result<Vec<PackTre
         }),
         verbose: args.verbose,
     };
-    let (options, specs) = args
+    let (mut options, specs) = args
         .install
         .to_options(&args.packs, placement)
         .map_err(usage)?;
+    options.cache = cache.clone();
     let report = install::install(&options, &specs)
         .await
         .map_err(|e| (e.exit_code(), e.to_string()))?;

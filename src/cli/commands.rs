@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 use super::base::BaseArgs;
 use super::build::BuildArgs;
+use super::cache::CacheArgs;
 use super::inspect::InspectArgs;
 use super::install::InstallArgs;
 use super::validate::ValidateArgs;
@@ -45,6 +46,8 @@ pub enum Command {
     BaseImage(BaseArgs),
     /// Check pack directories for problems before releasing them.
     Validate(ValidateArgs),
+    /// Show where the cache is and what it holds, or prune it.
+    Cache(CacheArgs),
 }
 
 impl St2packCli {
@@ -55,6 +58,7 @@ impl St2packCli {
             Command::Inspect(args) => super::inspect::run(args),
             Command::BaseImage(args) => super::base::run(args),
             Command::Validate(args) => super::validate::run(args),
+            Command::Cache(args) => super::cache::run(args),
         }
     }
 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::{failed, run_to_exit_code, usage};
+use crate::cache::Cache;
 use crate::config::St2Config;
 use crate::install::place::Targets;
 use crate::install::venv::Installer;
-use crate::install::{
-    self, InstallOptions, InstallReport, Status, default_cache_dir, default_jobs,
-};
+use crate::install::{self, InstallOptions, InstallReport, Status, default_jobs};
 use crate::pack::spec::PackSpec;
 use crate::source::index::{DEFAULT_INDEX_URL, IndexOptions, check_url, split_url_list};
 
@@ -83,7 +82,7 @@ pub struct InstallSettings {
     #[arg(long, value_enum, default_value = "auto")]
     pub installer: InstallerArg,
 
-    /// Clone and virtualenv cache [default: ~/.cache/st2pack]
+    /// The cache: git mirrors, virtualenvs, bytecode, layers [default: ~/.cache/st2pack]
     #[arg(long, value_name = "DIR", env = "ST2PACK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -241,7 +240,7 @@ impl InstallSettings {
                 timeout: Duration::from_secs(self.index_timeout.max(1)),
                 verify_ssl,
             },
-            cache_dir: self.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            cache: Cache::from_option(self.cache_dir.clone()),
             verify_ssl,
             force: self.force,
             skip_dependencies: self.skip_dependencies,

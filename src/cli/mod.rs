@@ -3,6 +3,7 @@
 
 pub mod base;
 pub mod build;
+pub mod cache;
 pub mod commands;
 pub mod inspect;
 pub mod install;

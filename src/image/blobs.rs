@@ -75,13 +75,18 @@ impl BlobError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobStore {
     root: PathBuf,
+    /// A cache's store: a blob found or read gets its mtime set to now (see [`Self::recording_use`]).
+    record_use: bool,
 }
 
 impl BlobStore {
     /// Opens (creating if needed) the store at `root`, and removes temporary files a crashed
     /// writer left more than a day ago (younger ones may belong to a writer still running).
     pub fn open(root: impl Into<PathBuf>) -> Result<BlobStore, BlobError> {
-        let store = BlobStore { root: root.into() };
+        let store = BlobStore {
+            root: root.into(),
+            record_use: false,
+        };
         for dir in [store.blobs_dir(), store.temp_dir()] {
             fs::create_dir_all(&dir).map_err(BlobError::io("create the blob directory", &dir))?;
         }
@@ -92,10 +97,29 @@ impl BlobStore {
     /// Opens an existing store for reading only, creating and cleaning nothing: for the `blobs/`
     /// of a user's OCI layout, which may be read-only and is not ours to modify.
     pub fn open_existing(root: impl Into<PathBuf>) -> Result<BlobStore, BlobError> {
-        let store = BlobStore { root: root.into() };
+        let store = BlobStore {
+            root: root.into(),
+            record_use: false,
+        };
         let blobs = store.blobs_dir();
         fs::read_dir(&blobs).map_err(BlobError::io("read the blob directory", &blobs))?;
         Ok(store)
+    }
+
+    /// The same store, recording each blob's last use as its modification time whenever
+    /// [`Self::contains`] finds it or [`Self::open_blob`] opens it: for a store that is a cache,
+    /// so that a pruner can tell the blobs builds still use from the forgotten ones.
+    pub fn recording_use(self) -> BlobStore {
+        BlobStore {
+            record_use: true,
+            ..self
+        }
+    }
+
+    fn mark_used(&self, path: &Path) {
+        if self.record_use {
+            let _ = filetime::set_file_mtime(path, filetime::FileTime::now());
+        }
     }
 
     /// Makes blob `digest` of `from` available here: hard-linked when both are on one
@@ -147,7 +171,11 @@ impl BlobStore {
 
     /// Whether the blob is in the store (false for an invalid digest).
     pub fn contains(&self, digest: &str) -> bool {
-        self.path(digest).is_ok_and(|path| path.is_file())
+        let found = self.path(digest).ok().filter(|path| path.is_file());
+        if let Some(path) = &found {
+            self.mark_used(path);
+        }
+        found.is_some()
     }
 
     /// Stores `bytes` (a config or manifest) and describes them.
@@ -178,6 +206,7 @@ impl BlobStore {
     /// Opens a blob for reading.
     pub fn open_blob(&self, digest: &str) -> Result<File, BlobError> {
         let path = self.path(digest)?;
+        self.mark_used(&path);
         File::open(&path).map_err(|source| match source.kind() {
             io::ErrorKind::NotFound => BlobError::Missing {
                 digest: digest.to_owned(),

@@ -16,8 +16,9 @@
 //! without compressing (cheap next to compression) and trusts the entry only if the diff id
 //! matches, then confirms it.
 //!
-//! Entries are small JSON files `<root>/layers/<key>.json` and are only valid while their blob is
-//! still in the [`BlobStore`]. When a layer must be rebuilt, the [`SegmentCache`] under the same
+//! Entries are small JSON files `<root>/layers/<key>.json` (or in a directory of their own, see
+//! [`LayerCache::open_in`]) and are only valid while their blob is still in the [`BlobStore`]; a
+//! record's mtime is its last use. When a layer must be rebuilt, the [`SegmentCache`] under the same
 //! root lets it copy the compressed bytes of its unchanged part (a virtualenv, when only the pack
 //! changed).
 
@@ -99,15 +100,23 @@ pub struct LayerCache {
 impl LayerCache {
     /// Opens (creating if needed) the cache under `root`, for layers stored in `store`.
     pub fn open(root: impl AsRef<Path>, store: &BlobStore) -> Result<LayerCache, CacheError> {
-        let dir = root.as_ref().join("layers");
-        fs::create_dir_all(&dir).map_err(io_error("create the layer cache directory", &dir))?;
         let segments = SegmentCache::open(root.as_ref(), store).map_err(io_error(
             "create the segment records directory in",
             root.as_ref(),
         ))?;
+        LayerCache::open_in(root.as_ref().join("layers"), segments)
+    }
+
+    /// Opens (creating if needed) the records in `dir` itself, with `segments` and its store.
+    pub fn open_in(
+        dir: impl Into<PathBuf>,
+        segments: SegmentCache,
+    ) -> Result<LayerCache, CacheError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_error("create the layer cache directory", &dir))?;
         Ok(LayerCache {
             dir,
-            store: store.clone(),
+            store: segments.blob_store().clone(),
             segments,
             racy_window: DEFAULT_RACY_WINDOW,
         })
@@ -140,9 +149,11 @@ impl LayerCache {
         model::sha256_hex(&format!("sha256:{key}")).map(|hex| self.dir.join(format!("{hex}.json")))
     }
 
-    /// Any readable record whose blob is intact in size; anything else is a miss.
+    /// Any readable record whose blob is intact in size; anything else is a miss. A record found
+    /// gets its mtime set to now: its last use, for whoever prunes the cache.
     fn record(&self, key: &str) -> Option<Record> {
-        let bytes = fs::read(self.path(key)?).ok()?;
+        let path = self.path(key)?;
+        let bytes = fs::read(&path).ok()?;
         let record: Record = serde_json::from_slice(&bytes).ok()?;
         let size = fs::metadata(self.store.path(&record.descriptor.digest).ok()?)
             .ok()?
@@ -150,6 +161,9 @@ impl LayerCache {
         let valid = record.format == FORMAT_VERSION
             && size == record.descriptor.size
             && model::sha256_hex(&record.diff_id).is_some();
+        if valid {
+            let _ = filetime::set_file_mtime(&path, filetime::FileTime::now());
+        }
         valid.then_some(record)
     }
 

@@ -9,8 +9,9 @@
 //! only when the tar's digest is the recorded one. A change the key misses costs a
 //! recompression, never a wrong layer, so unlike the layer cache there is no racy window.
 //!
-//! Records are small JSON files `<root>/segments/<key>.json`; they point into blobs and take no
-//! room of their own.
+//! Records are small JSON files `<root>/segments/<key>.json` (or in a directory of their own, see
+//! [`SegmentCache::open_in`]); they point into blobs and take no room of their own. A record's
+//! mtime is its last use.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Take};
@@ -62,7 +63,12 @@ pub struct SegmentCache {
 impl SegmentCache {
     /// Opens (creating if needed) the records under `root`, for layers stored in `store`.
     pub fn open(root: impl AsRef<Path>, store: &BlobStore) -> io::Result<SegmentCache> {
-        let dir = root.as_ref().join("segments");
+        SegmentCache::open_in(root.as_ref().join("segments"), store)
+    }
+
+    /// Opens (creating if needed) the records in `dir` itself.
+    pub fn open_in(dir: impl Into<PathBuf>, store: &BlobStore) -> io::Result<SegmentCache> {
+        let dir = dir.into();
         fs::create_dir_all(&dir)?;
         Ok(SegmentCache {
             dir,
@@ -75,9 +81,16 @@ impl SegmentCache {
         &self.dir
     }
 
+    /// The store the recorded members are in.
+    pub fn blob_store(&self) -> &BlobStore {
+        &self.store
+    }
+
     /// The record for `key`, if it is readable, of this format, and its blob is long enough.
+    /// A record found gets its mtime set to now: its last use, for whoever prunes the cache.
     pub fn lookup(&self, key: &str) -> Option<SegmentRecord> {
-        let bytes = fs::read(self.path(key)?).ok()?;
+        let path = self.path(key)?;
+        let bytes = fs::read(&path).ok()?;
         let stored: StoredRecord = serde_json::from_slice(&bytes).ok()?;
         let record = stored.record;
         let blob_len = fs::metadata(self.store.path(&record.blob).ok()?)
@@ -88,6 +101,9 @@ impl SegmentCache {
             && end <= blob_len
             && model::sha256_hex(&record.member_digest).is_some()
             && model::sha256_hex(&record.tar_digest).is_some();
+        if valid {
+            let _ = filetime::set_file_mtime(&path, filetime::FileTime::now());
+        }
         valid.then_some(record)
     }
 

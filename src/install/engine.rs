@@ -16,6 +16,7 @@ use super::provenance::{Provenance, VirtualenvRecord};
 use super::resolve::{Candidate, Decision, resolve};
 use super::venv::{self, PythonInfo, VenvError, VenvSpec};
 use super::{InstallOptions, InstallReport, PackOutcome, Status};
+use crate::cache::{Bucket, Cache, CacheError};
 use crate::pack::name::is_system_pack;
 use crate::pack::spec::{PackSource, PackSpec};
 use crate::source::git::GitOptions;
@@ -27,6 +28,8 @@ pub enum InstallError {
     Python(VenvError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error(
         "cannot prepare the install directories: {0}\n  check that they exist or can be created, and are writable"
     )]
@@ -41,6 +44,27 @@ impl InstallError {
             _ => 1,
         }
     }
+}
+
+/// The run's cache, with its shared lock (waiting, and saying so, while a prune runs).
+async fn open_cache(options: &InstallOptions) -> Result<Cache, InstallError> {
+    let (cache, timeout) = (options.cache.clone(), options.lock_timeout);
+    tokio::task::spawn_blocking(move || {
+        let dir = cache.root().to_path_buf();
+        cache.init(timeout, || {
+            eprintln!(
+                "waiting for `st2pack cache prune` to finish with the cache {}",
+                dir.display()
+            )
+        })
+    })
+    .await
+    .map_err(|e| CacheError::Io {
+        action: "lock",
+        path: options.cache.root().to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+    .map_err(InstallError::from)
 }
 
 /// A fetched pack and the requests that install its dependencies, or why the fetch failed.
@@ -61,6 +85,8 @@ pub async fn install(
     let python = venv::probe_python(&options.python)
         .await
         .map_err(InstallError::Python)?;
+    // Held for the whole run, so that `st2pack cache prune` never removes what it uses.
+    let cache = open_cache(options).await?;
     let targets = options.targets.clone();
     targets.create()?;
     let lock_dir = targets.packs_dir.clone();
@@ -80,7 +106,7 @@ pub async fn install(
     let context = FetchContext::new(
         options.index.clone(),
         GitOptions {
-            cache_dir: options.cache_dir.clone(),
+            cache_dir: cache.bucket(Bucket::Git),
             verify_ssl: options.verify_ssl,
         },
         options.keep_git,
@@ -335,7 +361,7 @@ async fn prepare(
     let name = pack.name.as_str();
     let staged = pack.txn.staged_pack();
     let requirements = staged.join("requirements.txt");
-    let venv_cache = options.cache_dir.join("virtualenvs");
+    let bytecode_cache = options.cache.bucket(Bucket::Bytecode);
     let spec = VenvSpec {
         python: python.clone(),
         installer: options.installer,
@@ -347,7 +373,8 @@ async fn prepare(
         system_site_packages: options.system_site_packages,
         st2_site_packages: options.st2_site_packages.clone(),
         wheelhouse: options.wheelhouse.clone(),
-        cache_dir: Some(venv_cache.clone()),
+        cache_dir: Some(options.cache.bucket(Bucket::Virtualenvs)),
+        bytecode_cache: Some(bytecode_cache.clone()),
         rebuild: options.force,
     };
     let key = venv::venv_key(&spec).map_err(|e| e.to_string())?;
@@ -386,8 +413,7 @@ async fn prepare(
     // A pack's Python files are compiled like its virtualenv, so a read-only volume never needs
     // bytecode written at run time. Files that do not compile (Python 2 syntax in an old
     // action) only warn, as pip does.
-    let bytecode = venv::bytecode_cache(&venv_cache);
-    match venv::compile_bytecode(&python.path, &staged, Some(&bytecode), &[]).await {
+    match venv::compile_bytecode(&python.path, &staged, Some(&bytecode_cache), &[]).await {
         Ok(compile_warnings) => warnings.extend(compile_warnings),
         Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
     }

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 pub use engine::{InstallError, install};
 
+use crate::cache::Cache;
 use crate::source::index::IndexOptions;
 use place::Targets;
 use venv::Installer;
@@ -35,7 +36,8 @@ pub struct InstallOptions {
     pub python: PathBuf,
     pub installer: Installer,
     pub index: IndexOptions,
-    pub cache_dir: PathBuf,
+    /// Git mirrors, built virtualenvs and bytecode; its shared lock is held for the run.
+    pub cache: Cache,
     pub verify_ssl: bool,
     pub force: bool,
     pub skip_dependencies: bool,
@@ -109,13 +111,6 @@ impl InstallReport {
     pub fn all_succeeded(&self) -> bool {
         self.failures().next().is_none()
     }
-}
-
-/// The default cache directory: `$XDG_CACHE_HOME/st2pack` or `~/.cache/st2pack`.
-pub fn default_cache_dir() -> PathBuf {
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("st2pack")
 }
 
 /// Default number of concurrent fetches and virtualenv builds: the number of CPUs.

@@ -29,7 +29,7 @@ const UNSHALLOW: i32 = i32::MAX;
 
 #[derive(Debug, Clone)]
 pub struct GitOptions {
-    /// Root of the clone cache: one bare repository per remote URL.
+    /// The clone cache: one bare repository per remote URL, directly in it.
     pub cache_dir: PathBuf,
     /// `false` (`--noverify-ssl`) accepts any TLS certificate from the git server.
     pub verify_ssl: bool,
@@ -98,7 +98,7 @@ pub fn fetch_remote(
 ) -> Result<ResolvedCommit, GitError> {
     set_timeouts_once();
     let shown = redact_url(url);
-    let mirror_path = opts.cache_dir.join("git").join(mirror_dir_name(url));
+    let mirror_path = opts.cache_dir.join(mirror_dir_name(url));
     let local_err = |message: String| GitError::Local {
         path: mirror_path.clone(),
         message,
@@ -156,6 +156,7 @@ pub fn fetch_remote(
             }
         }
     };
+    crate::cache::mark_used(&mirror_path);
     Ok(commit)
 }
 

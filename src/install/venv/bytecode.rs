@@ -25,7 +25,8 @@ use super::relocate::walk_error;
 /// name with the real source path when it loads a `.pyc`, so the recorded one only has to be
 /// stable. That makes a `.pyc` depend on nothing but the source, its relative path and the
 /// interpreter, so identical files (pip, setuptools: most of every virtualenv) are compiled once
-/// per cache and hard-linked after that.
+/// per cache and hard-linked after that. A cached `.pyc` that is used gets its mtime set to now:
+/// its last use, for whoever prunes the cache.
 const COMPILE_SCRIPT: &str = r#"
 import os, sys, hashlib, py_compile, importlib.util, shutil, tempfile
 root, cache = sys.argv[1], sys.argv[2]
@@ -53,6 +54,10 @@ def compile_one(path):
                 if os.path.lexists(cfile):
                     os.unlink(cfile)
                 place(cached, cfile)
+                try:
+                    os.utime(cached)
+                except OSError:
+                    pass
                 return None
         py_compile.compile(path, cfile=cfile, dfile=rel, doraise=True, invalidation_mode=mode)
         if key:

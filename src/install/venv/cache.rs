@@ -149,9 +149,13 @@ pub(crate) fn lookup(cache_dir: &Path, key: &str) -> Option<EntryMeta> {
     (meta.key == key && dir.join(VENV_DIR).join("pyvenv.cfg").is_file()).then_some(meta)
 }
 
-/// Puts the entry's venv into `build_dir` (which must be empty), hard-linked.
+/// Puts the entry's venv into `build_dir` (which must be empty), hard-linked, and marks the
+/// entry used.
 pub(crate) fn restore(cache_dir: &Path, key: &str, build_dir: &Path) -> Result<(), VenvError> {
-    link_tree(&entry_dir(cache_dir, key).join(VENV_DIR), build_dir)
+    let entry = entry_dir(cache_dir, key);
+    link_tree(&entry.join(VENV_DIR), build_dir)?;
+    crate::cache::mark_used(&entry);
+    Ok(())
 }
 
 /// Stores the finished venv in `build_dir` under `key`. An existing entry is kept unless

@@ -18,11 +18,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 pub use bytecode::compile_bytecode;
-
-/// Where compiled `.pyc` are kept for reuse, inside the virtualenv cache `venv_cache`.
-pub fn bytecode_cache(venv_cache: &Path) -> PathBuf {
-    venv_cache.join("bytecode")
-}
 pub use error::VenvError;
 pub use installer::{BASE_REQUIREMENT, Installer};
 pub use python::{PythonInfo, probe_python};
@@ -54,6 +49,8 @@ pub struct VenvSpec {
     pub wheelhouse: Option<PathBuf>,
     /// Root of the built-venv cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// Where compiled `.pyc` are kept for reuse; `None` compiles every file.
+    pub bytecode_cache: Option<PathBuf>,
     /// Ignore a cache hit, rebuild and refresh the cache entry (`--force`).
     pub rebuild: bool,
 }
@@ -226,9 +223,8 @@ async fn build_fresh(
     let lib = build_dir.join("lib");
     // pip is a third of a virtualenv's modules and never runs in the cluster (the volumes are
     // read-only, so nothing is installed there), so its bytecode is not worth the time.
-    let bytecode = spec.cache_dir.as_deref().map(bytecode_cache);
-    warnings
-        .extend(compile_bytecode(&spec.python.path, &lib, bytecode.as_deref(), &["pip"]).await?);
+    let bytecode = spec.bytecode_cache.as_deref();
+    warnings.extend(compile_bytecode(&spec.python.path, &lib, bytecode, &["pip"]).await?);
     // Anything outside lib/ (e.g. bin/__pycache__) must not keep timestamp .pyc either.
     let dir = build_dir.to_path_buf();
     blocking(move || bytecode::remove_stale_pyc(&dir)).await?;
@@ -337,6 +333,9 @@ fn absolutized(spec: &VenvSpec) -> Result<VenvSpec, VenvError> {
     if let Some(p) = &spec.wheelhouse {
         spec.wheelhouse = Some(abs(p)?);
     }
+    if let Some(p) = &spec.bytecode_cache {
+        spec.bytecode_cache = Some(abs(p)?);
+    }
     if let Some(p) = &spec.cache_dir {
         spec.cache_dir = Some(abs(p)?);
     }
@@ -397,6 +396,7 @@ mod tests {
             st2_site_packages: None,
             wheelhouse: None,
             cache_dir: Some(tmp.join("cache")),
+            bytecode_cache: Some(tmp.join("bytecode")),
             rebuild: false,
         }
     }
@@ -411,6 +411,7 @@ mod tests {
         // The cache location and --force do not change what is built.
         let mut same = base.clone();
         same.cache_dir = None;
+        same.bytecode_cache = None;
         same.rebuild = true;
         assert_eq!(key, venv_key(&same).unwrap());
 
