@@ -144,7 +144,7 @@ pub struct InstallSettings {
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
 
-    /// Seconds to wait for another install into the same directory to finish.
+    /// Seconds to wait for another install into the same directory, or a cache prune, to finish.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lock_timeout: u64,
 
