@@ -383,4 +383,9 @@ fn bad_sizes_and_ages_are_usage_errors_naming_the_value() {
         .assert_code(2)
         .assert_stderr_has("soon");
     assert!(!sandbox.cache().exists());
+    // No cache yet: nothing to do, and nothing created.
+    cache(&sandbox, &["prune", "--max-size", "0"])
+        .assert_ok()
+        .assert_stderr_has("nothing to prune");
+    assert!(!sandbox.cache().exists());
 }

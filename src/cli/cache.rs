@@ -126,6 +126,13 @@ fn prune(cache: &Cache, args: &PruneArgs) -> Result<(), Failure> {
         },
         max_bytes: args.max_size,
     };
+    if !cache.root().is_dir() {
+        eprintln!(
+            "nothing to prune: there is no cache at {}",
+            cache.root().display()
+        );
+        return Ok(());
+    }
     let timeout = Duration::from_secs(args.lock_timeout);
     let exclusive = cache
         .lock_exclusive(timeout, || {
