@@ -1,8 +1,9 @@
 //! The install engine shared by `st2-pack-install` and `st2pack install`/`build`.
 //!
-//! A run goes: probe the interpreter, take the lock, recover anything a killed run left, fetch
-//! every requested pack and its dependencies into staging, choose one version per pack, build
-//! the virtualenvs concurrently, then commit each pack atomically, dependencies first.
+//! A run goes: probe the interpreter, take the cache's shared lock and the install lock, recover
+//! anything a killed run left, fetch every requested pack and its dependencies into staging,
+//! choose one version per pack, build the virtualenvs concurrently, then commit each pack
+//! atomically, dependencies first.
 
 mod engine;
 pub mod fetch;
