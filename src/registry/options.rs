@@ -76,6 +76,20 @@ pub enum RegistryEvent {
         digest: String,
         from: String,
     },
+    /// A push is about to send (or find present) this many blobs.
+    PushStarted {
+        blobs: usize,
+    },
+    /// An upload of the blob starts: from its first byte, also after a retry.
+    BlobUploadStarted {
+        digest: String,
+        size: u64,
+    },
+    /// `bytes` more bytes of the blob were sent.
+    BlobBytesSent {
+        digest: String,
+        bytes: u64,
+    },
     BlobUploaded {
         digest: String,
         size: u64,

@@ -123,6 +123,7 @@ pub async fn push_image(
         ));
     }
 
+    client.emit(RegistryEvent::PushStarted { blobs: blobs.len() });
     let mut outcomes: Vec<(usize, String, Outcome)> = stream::iter(blobs.into_iter().enumerate())
         .map(|(index, (desc, content))| {
             let session = &session;
@@ -349,9 +350,10 @@ async fn push_blob(
     Ok(outcome)
 }
 
-/// Streams the blob from its file (or the config's bytes) with its known digest and size. A
-/// watchdog fails the upload when no bytes have moved for the read timeout (the registry stopped
-/// reading, or stopped answering after the last byte), however long the upload as a whole takes.
+/// Streams the blob from its file (or the config's bytes) with its known digest and size,
+/// reporting the bytes sent as events. A watchdog fails the upload when no bytes have moved for
+/// the read timeout (the registry stopped reading, or stopped answering after the last byte),
+/// however long the upload as a whole takes.
 async fn upload_blob(
     client: &RegistryClient,
     session: &Session,
@@ -361,11 +363,20 @@ async fn upload_blob(
     content: &Content,
     op: &Op,
 ) -> Result<()> {
+    client.emit(RegistryEvent::BlobUploadStarted {
+        digest: desc.digest.clone(),
+        size: desc.size,
+    });
     let started = Instant::now();
     let last_progress = Arc::new(AtomicU64::new(0));
+    // The body must be 'static, so the bytes it hands over come back here to be reported.
+    let (sent, mut sent_reports) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mark = {
         let last_progress = last_progress.clone();
-        move || last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed)
+        move |bytes: usize| {
+            last_progress.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let _ = sent.send(bytes as u64);
+        }
     };
     let push: Pending<'_> = match content {
         Content::Store => {
@@ -390,7 +401,7 @@ async fn upload_blob(
                 UploadMode::Chunked => CHUNK_READ_SIZE,
             };
             let body = ReaderStream::with_capacity(tokio::fs::File::from_std(file), read_size)
-                .inspect(move |_| mark())
+                .inspect(move |read| mark(read.as_ref().map_or(0, Bytes::len)))
                 .map_err(OciDistributionError::IoError);
             Box::pin(
                 session
@@ -399,8 +410,9 @@ async fn upload_blob(
             )
         }
         Content::Bytes(bytes) => {
+            let len = bytes.len();
             let body = stream::iter([Ok::<_, OciDistributionError>(bytes.clone())])
-                .inspect(move |_| mark());
+                .inspect(move |_| mark(len));
             Box::pin(
                 session
                     .oci
@@ -410,11 +422,16 @@ async fn upload_blob(
     };
     let idle_limit = session.read_timeout;
     let tick = (idle_limit / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let mut ticks = tokio::time::interval(tick);
     tokio::pin!(push);
     loop {
         tokio::select! {
             result = &mut push => return result.map(|_| ()).map_err(|e| session.error(op, e)),
-            _ = tokio::time::sleep(tick) => {
+            Some(bytes) = sent_reports.recv() => client.emit(RegistryEvent::BlobBytesSent {
+                digest: desc.digest.clone(),
+                bytes,
+            }),
+            _ = ticks.tick() => {
                 let last = Duration::from_millis(last_progress.load(Ordering::Relaxed));
                 if started.elapsed().saturating_sub(last) > idle_limit {
                     return Err(session.timeout(op));
