@@ -252,7 +252,32 @@ pub fn build_layers_cached(
     options: &LayerOptions,
     jobs: usize,
 ) -> Result<Vec<CachedLayer>, CacheError> {
-    parallel_map(&inputs, jobs, |input| build_cached(cache, input, options))
+    build_layers_cached_reporting(cache, inputs, options, jobs, |_| {})
+}
+
+/// What [`build_layers_cached_reporting`] tells its caller as it works, by index of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerEvent {
+    Started(usize),
+    Finished(usize),
+}
+
+/// [`build_layers_cached`], calling `report` (from any of the threads) as each layer starts and
+/// is finished, for progress displays.
+pub fn build_layers_cached_reporting(
+    cache: &LayerCache,
+    inputs: Vec<LayerInput>,
+    options: &LayerOptions,
+    jobs: usize,
+    report: impl Fn(LayerEvent) + Sync,
+) -> Result<Vec<CachedLayer>, CacheError> {
+    let indexed: Vec<(usize, &LayerInput)> = inputs.iter().enumerate().collect();
+    parallel_map(&indexed, jobs, |&(index, input)| {
+        report(LayerEvent::Started(index));
+        let layer = build_cached(cache, input, options)?;
+        report(LayerEvent::Finished(index));
+        Ok(layer)
+    })
 }
 
 fn build_cached(
