@@ -10,6 +10,7 @@ pub mod config;
 pub mod image;
 pub mod install;
 pub mod pack;
+pub mod progress;
 pub mod redact;
 pub mod registry;
 pub mod source;

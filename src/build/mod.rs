@@ -15,7 +15,10 @@ use crate::image::labels::{
     self, ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE, PackLabel,
 };
 use crate::image::layer::{LayerInput, LayerOptions};
-use crate::image::layer_cache::{CacheError, LayerCache, build_layers_cached};
+use crate::image::layer_cache::{
+    CacheError, LayerCache, LayerEvent, build_layers_cached_reporting,
+};
+use crate::progress::{Phase, Progress, Step};
 use tree::PackTree;
 
 /// Seconds since 1970 used for every timestamp when `SOURCE_DATE_EPOCH` is not set: fixed, so
@@ -38,6 +41,8 @@ pub struct ImageInputs<'a> {
     pub source: Option<String>,
     pub revision: Option<String>,
     pub jobs: usize,
+    /// Where layering is reported.
+    pub progress: Progress,
 }
 
 /// A built image and how it was made.
@@ -71,12 +76,26 @@ pub fn build_image(
         .iter()
         .map(|p| LayerInput::pack(p.name.as_str(), &p.pack_dir, p.virtualenv_dir.clone()))
         .collect();
-    let built = build_layers_cached(cache, layer_inputs, &inputs.layer_options, inputs.jobs)?;
+    let progress = &inputs.progress;
+    let _phase = progress.phase(Phase::Layer);
+    progress.expect(packs.len());
+    let built = build_layers_cached_reporting(
+        cache,
+        layer_inputs,
+        &inputs.layer_options,
+        inputs.jobs,
+        |event| match event {
+            LayerEvent::Started(i) => progress.step(packs[i].name.as_str(), Step::Layering),
+            LayerEvent::Finished(i) => progress.done(packs[i].name.as_str()),
+        },
+    )?;
 
     let created = inputs.layer_options.mtime;
     let mut image = base;
     let mut layers = Vec::new();
     for (pack, cached) in packs.iter().zip(built) {
+        // Pushing shows the layer by its pack's name.
+        progress.named(&cached.layer.descriptor.digest, pack.name.as_str());
         image.append_layer(
             cached.layer,
             HistoryEntry {

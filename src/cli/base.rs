@@ -14,6 +14,7 @@ use crate::build::BuiltImage;
 use crate::image::assemble::{HistoryEntry, Image, rfc3339};
 use crate::image::labels::ANNOTATION_CREATED;
 use crate::image::layer::{LayerInput, LayerOptions, build_layer};
+use crate::progress::Progress;
 
 /// The busybox applets the image links: what the chart's init container and a person debugging
 /// the image need.
@@ -105,8 +106,10 @@ async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
     }
     if args.targets.push {
         let refs: Vec<_> = targets.iter().collect();
-        let client = args.registry.client(&refs).map_err(usage)?;
-        push(&client, &built, &targets, &store, None).await?;
+        let mut client = args.registry.client(&refs).map_err(usage)?;
+        let progress = Progress::new(false);
+        client.on_event(progress.registry_sink());
+        push(&client, &built, &targets, &store, None, &progress).await?;
     }
     println!("{digest}");
     Ok(())

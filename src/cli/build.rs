@@ -21,6 +21,7 @@ use crate::image::layer::{Compression, LayerOptions, PACKS_IN_IMAGE, VIRTUALENVS
 use crate::image::layout;
 use crate::install::{self, Status};
 use crate::pack::name::PackName;
+use crate::progress::{Phase, Progress};
 use crate::registry::{PushOptions, Reference, RegistryClient, pull_image, push_image};
 
 /// The default base: a small public image with `/bin/sh` and `/bin/cp`, which the chart's init
@@ -209,7 +210,9 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         Vec::new()
     };
     registry_refs.extend(base_reference.as_ref());
-    let client = args.registry.client(&registry_refs).map_err(usage)?;
+    let mut client = args.registry.client(&registry_refs).map_err(usage)?;
+    let progress = Progress::new(args.verbose);
+    client.on_event(progress.registry_sink());
     // Held until the image is written, so that a prune never removes what this build uses.
     let cache = super::cache::open(
         args.install.cache_dir.clone(),
@@ -217,7 +220,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     )?;
 
     // 1. The packs: installed now, or taken from --root.
-    let packs = collect_packs(args, &cache).await?;
+    let packs = collect_packs(args, &cache, &progress).await?;
 
     // 2. The base, with all its blobs in our store.
     let store = cache.blob_store().map_err(failed)?;
@@ -235,6 +238,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
             .jobs
             .unwrap_or_else(install::default_jobs)
             .max(1),
+        progress: progress.clone(),
     };
     let built =
         tokio::task::block_in_place(|| build_image(base, &layer_cache, &inputs)).map_err(failed)?;
@@ -262,7 +266,8 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     // 5. The registry, manifest last.
     let mut pushed = Vec::new();
     if args.targets.push {
-        pushed = push(&client, &built, &targets, &store, base_reference.as_ref()).await?;
+        let base = base_reference.as_ref();
+        pushed = push(&client, &built, &targets, &store, base, &progress).await?;
     }
 
     // 6. What the user needs next: the digest, and the chart values pinned by it.
@@ -398,7 +403,11 @@ fn ci_revision() -> Option<String> {
 
 /// Installs the given specs into the build root (persistent, so unchanged packs and their layers
 /// are reused next time) or collects the packs of `--root`.
-async fn collect_packs(args: &BuildArgs, cache: &Cache) -> Result<Vec<PackTree>, Failure> {
+async fn collect_packs(
+    args: &BuildArgs,
+    cache: &Cache,
+    progress: &Progress,
+) -> Result<Vec<PackTree>, Failure> {
     if args.packs.is_empty() {
         let root = args.root.clone().unwrap_or_default();
         let packs = tree::collect(&root).map_err(|e| usage(e.to_string()))?;
@@ -415,7 +424,7 @@ async fn collect_packs(args: &BuildArgs, cache: &Cache) -> Result<Vec<PackTree>,
             packs: PathBuf::from(PACKS_IN_IMAGE),
             virtualenvs: PathBuf::from(VIRTUALENVS_IN_IMAGE),
         }),
-        verbose: args.verbose,
+        progress: progress.clone(),
     };
     let (mut options, specs) = args
         .install
@@ -536,10 +545,12 @@ pub(super) async fn push(
     targets: &[Reference],
     store: &BlobStore,
     base: Option<&Reference>,
+    progress: &Progress,
 ) -> Result<Vec<PushSummary>, Failure> {
     let manifest = built.image.manifest_bytes(&built.annotations);
     let config = built.image.config_bytes();
     let config_descriptor = built.image.config_descriptor();
+    progress.named(&config_descriptor.digest, "image config");
     let layers: Vec<_> = built
         .image
         .layers
@@ -562,6 +573,7 @@ pub(super) async fn push(
                 .collect(),
             mount_from: base.cloned(),
         };
+        let pushing = progress.phase(Phase::Push);
         let report = push_image(
             client,
             refs[0],
@@ -573,6 +585,7 @@ pub(super) async fn push(
         )
         .await
         .map_err(|e| (e.exit_code(), format!("push to {repository} failed: {e}")))?;
+        drop(pushing);
         eprintln!(
             "pushed {}: {} blob(s) uploaded ({} bytes), {} already there, {} mounted",
             report.references.join(", "),

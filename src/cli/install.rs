@@ -14,6 +14,7 @@ use crate::install::place::Targets;
 use crate::install::venv::Installer;
 use crate::install::{self, InstallOptions, InstallReport, Status, default_jobs};
 use crate::pack::spec::PackSpec;
+use crate::progress::Progress;
 use crate::source::index::{DEFAULT_INDEX_URL, IndexOptions, check_url, split_url_list};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -160,7 +161,7 @@ pub struct Placement {
     pub packs_dir: Option<PathBuf>,
     pub virtualenvs_dir: Option<PathBuf>,
     pub runtime: Option<RuntimeDirs>,
-    pub verbose: bool,
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone)]
@@ -257,7 +258,7 @@ impl InstallSettings {
             st2_version,
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             lock_timeout: Duration::from_secs(self.lock_timeout),
-            verbose: placement.verbose,
+            progress: placement.progress,
         };
         Ok((options, specs))
     }
@@ -269,7 +270,7 @@ pub fn run(args: &InstallArgs) -> i32 {
         packs_dir: args.packs_dir.clone(),
         virtualenvs_dir: args.virtualenvs_dir.clone(),
         runtime: None,
-        verbose: args.verbose || args.debug,
+        progress: Progress::new(args.verbose || args.debug),
     };
     run_to_exit_code(async {
         let (options, specs) = args

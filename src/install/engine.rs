@@ -11,7 +11,6 @@ use tokio::sync::Semaphore;
 use super::fetch::{FetchContext, FetchedPack, fetch_pack};
 use super::lock::{self, LockError};
 use super::place::PlaceError;
-use super::progress::Progress;
 use super::provenance::{Provenance, VirtualenvRecord};
 use super::resolve::{Candidate, Decision, resolve};
 use super::venv::{self, PythonInfo, VenvError, VenvSpec};
@@ -19,6 +18,7 @@ use super::{InstallOptions, InstallReport, PackOutcome, Status};
 use crate::cache::{Bucket, Cache, CacheError};
 use crate::pack::name::is_system_pack;
 use crate::pack::spec::{PackSource, PackSpec};
+use crate::progress::{Phase, Progress, Step};
 use crate::source::git::GitOptions;
 
 /// Errors that stop a run before any pack is attempted.
@@ -99,7 +99,8 @@ pub async fn install(
         })??;
     let notes = targets.recover()?;
 
-    let progress = Progress::new(options.verbose);
+    let progress = &options.progress;
+    let _phase = progress.phase(Phase::Install);
     for note in &notes {
         progress.println(note);
     }
@@ -115,7 +116,7 @@ pub async fn install(
     );
     let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
 
-    let (requests, fetched) = fetch_all(options, &context, specs, &limit, &progress).await;
+    let (requests, fetched) = fetch_all(options, &context, specs, &limit, progress).await;
     let specs_shown: Vec<String> = requests.iter().map(|r| r.spec.to_string()).collect();
     let requested_by: Vec<Vec<String>> = requests.iter().map(|r| r.requested_by.clone()).collect();
     let candidates: Vec<Result<Candidate, String>> = fetched
@@ -151,11 +152,13 @@ pub async fn install(
             }
             (Decision::SameAs(_), Ok((pack, _))) => {
                 let _ = pack.txn.abandon();
+                progress.done(&specs_shown[index]);
             }
             (Decision::Failed(message), Ok((pack, _))) => {
                 let outcome = outcome_of(&pack, base);
                 let _ = pack.txn.abandon();
                 outcomes[index] = Some(failed(outcome, message.clone()));
+                progress.done(&specs_shown[index]);
             }
             (Decision::Failed(message), Err(_)) => {
                 outcomes[index] = Some(failed(base, message.clone()));
@@ -170,12 +173,13 @@ pub async fn install(
     let builds = chosen.into_iter().map(|(index, pack)| {
         let limit = limit.clone();
         let python = &python;
-        let progress = &progress;
+        let key = &specs_shown[index];
         async move {
+            progress.step(key, Step::Waiting);
             let _permit = limit.acquire().await;
-            progress.step(format!("building virtualenv for {}", pack.name));
-            let result = prepare(options, python, &pack).await;
-            progress.done();
+            let result = prepare(options, python, &pack, key).await;
+            // Packs are placed one by one once every virtualenv is built.
+            progress.step(key, Step::Waiting);
             (index, pack, result)
         }
     });
@@ -200,7 +204,12 @@ pub async fn install(
                 .is_some_and(|o| o.status == Status::Failed)
         });
         let outcome = match (result, failed_dep) {
-            (Ok(prepared), None) => finish(pack, prepared, base),
+            (Ok(prepared), None) => {
+                if matches!(prepared, Prepared::Build { .. }) {
+                    progress.step(&specs_shown[index], Step::Placing);
+                }
+                finish(pack, prepared, base)
+            }
             (Ok(_), Some(&dep)) => {
                 let _ = pack.txn.abandon();
                 failed(
@@ -214,8 +223,8 @@ pub async fn install(
             }
         };
         outcomes[index] = Some(outcome);
+        progress.done(&specs_shown[index]);
     }
-    progress.finish();
 
     Ok(InstallReport {
         packs_dir: options.targets.packs_dir.clone(),
@@ -265,15 +274,23 @@ async fn fetch_all(
         .collect();
     let mut results: Vec<Option<FetchResult>> = Vec::new();
     while !wave.is_empty() {
+        progress.expect(wave.len());
         results.resize_with(requests.len(), || None);
         let fetches = wave.iter().map(|&index| {
             let spec = requests[index].spec.clone();
             let limit = limit.clone();
             async move {
+                let key = spec.to_string();
                 let _permit = limit.acquire().await;
-                progress.step(format!("fetching {spec}"));
+                progress.step(&key, Step::Fetching);
                 let result = fetch_pack(context, &options.targets, &spec).await;
-                progress.done();
+                match &result {
+                    Ok(pack) => {
+                        progress.named(&key, pack.name.as_str());
+                        progress.step(&key, Step::Resolving);
+                    }
+                    Err(_) => progress.done(&key),
+                }
                 (index, result)
             }
         });
@@ -287,6 +304,7 @@ async fn fetch_all(
                         Err(e) => {
                             let message = e.to_string();
                             let _ = pack.txn.abandon();
+                            progress.done(&requests[index].spec.to_string());
                             return Err(message);
                         }
                     };
@@ -353,10 +371,13 @@ enum Prepared {
     },
 }
 
+/// Builds the virtualenv of `pack` (reported to the progress as `shown`) in staging, unless the
+/// install in place is the same.
 async fn prepare(
     options: &InstallOptions,
     python: &PythonInfo,
     pack: &FetchedPack,
+    shown: &str,
 ) -> Result<Prepared, String> {
     let name = pack.name.as_str();
     let staged = pack.txn.staged_pack();
@@ -401,6 +422,7 @@ async fn prepare(
         });
     }
 
+    options.progress.step(shown, Step::BuildingVirtualenv);
     let built = venv::build_venv(&spec, &pack.txn.staged_venv())
         .await
         .map_err(|e| format!("virtualenv for pack {name} failed: {e}"))?;
@@ -413,6 +435,7 @@ async fn prepare(
     // A pack's Python files are compiled like its virtualenv, so a read-only volume never needs
     // bytecode written at run time. Files that do not compile (Python 2 syntax in an old
     // action) only warn, as pip does.
+    options.progress.step(shown, Step::CompilingBytecode);
     match venv::compile_bytecode(&python.path, &staged, Some(&bytecode_cache), &[]).await {
         Ok(compile_warnings) => warnings.extend(compile_warnings),
         Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),

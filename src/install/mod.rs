@@ -9,7 +9,6 @@ mod engine;
 pub mod fetch;
 pub mod lock;
 pub mod place;
-pub mod progress;
 pub mod provenance;
 pub mod resolve;
 pub mod venv;
@@ -22,6 +21,7 @@ use serde::Serialize;
 pub use engine::{InstallError, install};
 
 use crate::cache::Cache;
+use crate::progress::Progress;
 use crate::source::index::IndexOptions;
 use place::Targets;
 use venv::Installer;
@@ -54,7 +54,8 @@ pub struct InstallOptions {
     pub st2_version: Option<semver::Version>,
     pub jobs: usize,
     pub lock_timeout: Duration,
-    pub verbose: bool,
+    /// Where the run reports what it is doing.
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
