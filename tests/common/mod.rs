@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod pty;
 pub mod registry;
 pub mod repos;
 pub mod run;
