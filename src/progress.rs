@@ -405,15 +405,4 @@ mod tests {
             "sha256:0123456789ab"
         );
     }
-
-    #[test]
-    fn without_a_terminal_events_draw_nothing() {
-        let progress = Progress::hidden();
-        let _phase = progress.phase(Phase::Install);
-        progress.expect(1);
-        progress.step("/src/email", Step::Fetching);
-        progress.named("/src/email", "email");
-        progress.done("/src/email");
-        assert!(progress.inner.screen.is_none());
-    }
 }
