@@ -10,7 +10,7 @@
 //! The work (the install engine, layering, pushes) only reports events here: "this pack started
 //! this step", "this pack is done", "this many bytes of that blob were sent". Every word and the
 //! whole layout are in this module, so the display can change without touching the work, and
-//! the work runs the same without a display ([`Progress::hidden`]).
+//! the work runs the same without a display (`Progress::default()` shows and prints nothing).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -71,7 +71,8 @@ impl Phase {
     }
 }
 
-/// Where a run reports its events; cheap to clone, shared by every task of the run.
+/// Where a run reports its events; cheap to clone, shared by every task of the run. The default
+/// shows and prints nothing.
 #[derive(Clone, Default)]
 pub struct Progress {
     inner: Arc<Inner>,
@@ -128,11 +129,6 @@ impl Progress {
                 names: Mutex::default(),
             }),
         }
-    }
-
-    /// Shows and prints nothing.
-    pub fn hidden() -> Progress {
-        Progress::default()
     }
 
     /// Starts counting what `phase` counts; the count and every line of the phase are cleared
