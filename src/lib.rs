@@ -13,5 +13,6 @@ pub mod pack;
 pub mod progress;
 pub mod redact;
 pub mod registry;
+pub mod runtime;
 pub mod source;
 pub mod validate;

@@ -1,0 +1,162 @@
+//! Console scripts moved where a virtualenv has them, with the target's shebang.
+//!
+//! `uv pip install --target` puts scripts in `site-packages/bin/` with the build machine's
+//! interpreter in their shebang. In a virtualenv they live in `bin/` and start with
+//! `#!<venv on the cluster>/bin/python`, as pip writes them there; their `RECORD` entries move
+//! with them (`../../../bin/NAME`, with the new hash), so that pip can still uninstall them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::RuntimeError;
+
+/// The longest shebang line Linux runs (`BINPRM_BUF_SIZE`, 128 with the newline).
+const MAX_SHEBANG: usize = 127;
+
+/// Moves `site_packages/bin/*` into `venv/bin/`, pointing Python scripts at
+/// `final_venv/bin/python`, and fixes the `RECORD` of every distribution. Returns the scripts'
+/// names.
+pub fn relocate_scripts(
+    venv: &Path,
+    site_packages: &Path,
+    final_venv: &Path,
+) -> Result<Vec<String>, RuntimeError> {
+    let from = site_packages.join("bin");
+    let mut moved: Vec<(String, Vec<u8>)> = Vec::new();
+    if !from.is_dir() {
+        rewrite_records(site_packages, &moved)?;
+        return Ok(Vec::new());
+    }
+    let shebang = shebang(&final_venv.join("bin/python"));
+    let entries = fs::read_dir(&from).map_err(RuntimeError::io(&from, "read the directory"))?;
+    for entry in entries {
+        let entry = entry.map_err(RuntimeError::io(&from, "read the directory"))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let source = entry.path();
+        let destination = venv.join("bin").join(&name);
+        if fs::symlink_metadata(&destination).is_ok() {
+            return Err(RuntimeError::Io {
+                path: destination,
+                action: "install the console script",
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            });
+        }
+        let content = fs::read(&source).map_err(RuntimeError::io(&source, "read"))?;
+        let content = with_shebang(content, &shebang);
+        fs::write(&destination, &content).map_err(RuntimeError::io(&destination, "write"))?;
+        let mode = fs::metadata(&source)
+            .map_err(RuntimeError::io(&source, "read"))?
+            .permissions();
+        fs::set_permissions(&destination, mode)
+            .map_err(RuntimeError::io(&destination, "set the permissions of"))?;
+        fs::remove_file(&source).map_err(RuntimeError::io(&source, "remove"))?;
+        moved.push((name, content));
+    }
+    fs::remove_dir(&from).map_err(RuntimeError::io(&from, "remove"))?;
+    rewrite_records(site_packages, &moved)?;
+    Ok(moved.into_iter().map(|(name, _)| name).collect())
+}
+
+/// The first line(s) that make a script run with `python`. Past the kernel's limit, or with a
+/// space, the script starts with `/bin/sh` and re-executes itself with Python, as pip does.
+fn shebang(python: &Path) -> String {
+    let python = python.display().to_string();
+    let line = format!("#!{python}\n");
+    if line.len() <= MAX_SHEBANG && !python.contains(' ') {
+        line
+    } else {
+        format!("#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\n")
+    }
+}
+
+/// `content` with its Python shebang replaced; other files (a compiled program, a shell
+/// script) are left as they are.
+fn with_shebang(content: Vec<u8>, shebang: &str) -> Vec<u8> {
+    let first_line_end = content
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(content.len());
+    let first_line = &content[..first_line_end];
+    if !first_line.starts_with(b"#!") || memchr::memmem::find(first_line, b"python").is_none() {
+        return content;
+    }
+    let rest = content.get(first_line_end + 1..).unwrap_or_default();
+    let mut out = shebang.as_bytes().to_vec();
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Points every `bin/NAME` entry of a `RECORD` at the script's new place and content, and drops
+/// uv's `uv_cache.json` (a timestamp that would make two builds differ).
+fn rewrite_records(site_packages: &Path, moved: &[(String, Vec<u8>)]) -> Result<(), RuntimeError> {
+    let entries = fs::read_dir(site_packages)
+        .map_err(RuntimeError::io(site_packages, "read the directory"))?;
+    for entry in entries {
+        let entry = entry.map_err(RuntimeError::io(site_packages, "read the directory"))?;
+        let dist_info = entry.path();
+        if !entry.file_name().to_string_lossy().ends_with(".dist-info") {
+            continue;
+        }
+        let cache_note = dist_info.join("uv_cache.json");
+        if cache_note.exists() {
+            fs::remove_file(&cache_note).map_err(RuntimeError::io(&cache_note, "remove"))?;
+        }
+        let record: PathBuf = dist_info.join("RECORD");
+        let Ok(text) = fs::read_to_string(&record) else {
+            continue;
+        };
+        let mut rewritten = String::with_capacity(text.len());
+        for line in text.lines() {
+            let path = line.split(',').next().unwrap_or_default();
+            if path.ends_with("/uv_cache.json") {
+                continue;
+            }
+            let script = path
+                .strip_prefix("bin/")
+                .and_then(|name| moved.iter().find(|(moved, _)| moved == name));
+            match script {
+                Some((name, content)) => rewritten.push_str(&format!(
+                    "../../../bin/{name},sha256={},{}\n",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(Sha256::digest(content)),
+                    content.len()
+                )),
+                None => {
+                    rewritten.push_str(line);
+                    rewritten.push('\n');
+                }
+            }
+        }
+        fs::write(&record, rewritten).map_err(RuntimeError::io(&record, "write"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_shebangs_point_at_the_target_venv() {
+        let shebang = shebang(Path::new("/opt/stackstorm/virtualenvs/demo/bin/python"));
+        assert_eq!(shebang, "#!/opt/stackstorm/virtualenvs/demo/bin/python\n");
+        let script = b"#!/root/.pyenv/versions/3.11.7/bin/python\nimport sys\n".to_vec();
+        assert_eq!(
+            with_shebang(script, &shebang),
+            b"#!/opt/stackstorm/virtualenvs/demo/bin/python\nimport sys\n"
+        );
+        let shell = b"#!/bin/sh\necho hi\n".to_vec();
+        assert_eq!(with_shebang(shell.clone(), &shebang), shell);
+    }
+
+    #[test]
+    fn a_long_venv_path_gets_the_sh_trampoline() {
+        let long = format!("/opt/stackstorm/virtualenvs/{}/bin/python", "p".repeat(120));
+        let shebang = shebang(Path::new(&long));
+        assert!(shebang.starts_with("#!/bin/sh\n'''exec' \""), "{shebang}");
+        assert!(shebang.contains(&long));
+    }
+}
