@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bullseye;
 pub mod containerd;
 pub mod pty;
 pub mod registry;

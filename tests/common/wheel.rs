@@ -192,3 +192,57 @@ pub fn build_sdist(out_dir: &Path, name: &str, version: &str, setup_code: &str) 
         .expect("finish gzip");
     path
 }
+
+/// Writes a wheel with any `tag` (e.g. `cp37-abi3-manylinux_2_17_x86_64`) holding `files`
+/// (path inside the wheel, bytes), for tests of platform wheels. Returns its path.
+pub fn build_tagged_wheel(
+    out_dir: &Path,
+    name: &str,
+    version: &str,
+    tag: &str,
+    files: &[(&str, &[u8])],
+) -> PathBuf {
+    let dist = wheel_name(name);
+    let dist_info = format!("{dist}-{version}.dist-info");
+    let mut entries: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(path, content)| (path.to_string(), content.to_vec()))
+        .collect();
+    entries.push((
+        format!("{dist_info}/METADATA"),
+        format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n").into_bytes(),
+    ));
+    entries.push((
+        format!("{dist_info}/WHEEL"),
+        format!(
+            "Wheel-Version: 1.0\nGenerator: st2pack-tests\nRoot-Is-Purelib: false\nTag: {tag}\n"
+        )
+        .into_bytes(),
+    ));
+    let mut record = String::new();
+    for (path, content) in &entries {
+        let digest = Sha256::digest(content);
+        record.push_str(&format!(
+            "{path},sha256={},{}\n",
+            urlsafe_b64_nopad(&digest),
+            content.len()
+        ));
+    }
+    let record_path = format!("{dist_info}/RECORD");
+    record.push_str(&format!("{record_path},,\n"));
+    entries.push((record_path, record.into_bytes()));
+
+    std::fs::create_dir_all(out_dir).expect("create wheel output directory");
+    let wheel = out_dir.join(format!("{dist}-{version}-{tag}.whl"));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).expect("create wheel file"));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o755);
+    for (path, content) in &entries {
+        zip.start_file(path.as_str(), options)
+            .expect("add file to wheel");
+        zip.write_all(content).expect("write file into wheel");
+    }
+    zip.finish().expect("finish wheel");
+    wheel
+}

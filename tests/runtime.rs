@@ -1,0 +1,339 @@
+//! Virtualenvs for another runtime than the build machine's: made here (Python 3.11) for
+//! CPython 3.9 on `x86_64-manylinux_2_31`, then run where that runtime is, in a Debian bullseye
+//! root entered with chroot (see `common::bullseye`), with the venv at its final path.
+//!
+//! The wheelhouse is the test's own: a pure wheel with a console script, a compiled extension
+//! module with the stable ABI (built here with this machine's compiler and Python headers, as a
+//! manylinux wheel would be), and source distributions whose in-tree build backend either
+//! writes a pure wheel or compiles C for the interpreter that runs it, as setuptools would.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::run::Sandbox;
+use common::wheel::{build_tagged_wheel, build_wheel};
+use st2pack::runtime::{self, InstallOptions, RuntimeError, TargetRuntime};
+use walkdir::WalkDir;
+
+const FINAL: &str = "/opt/stackstorm/virtualenvs/demo";
+
+/// C for an extension module `fastmod` with `answer() -> 42`, using only the stable ABI.
+const FASTMOD_C: &str = r#"#define Py_LIMITED_API 0x03060000
+#include <Python.h>
+static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "fastmod", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_fastmod(void) { return PyModule_Create(&module); }
+"#;
+
+/// A PEP 517 build backend in the source tree: it writes `NAME-VERSION` as a wheel, compiling
+/// `fast.c` for the interpreter that runs it when there is one (tagged `cpXY-cpXY-linux_ARCH`,
+/// as setuptools tags a local build).
+const BACKEND: &str = r#"import base64, hashlib, os, platform, subprocess, sys, sysconfig, zipfile
+NAME, VERSION = "@NAME@", "@VERSION@"
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    files = {}
+    if os.path.exists("fast.c"):
+        so = "fastmod" + sysconfig.get_config_var("EXT_SUFFIX")
+        include = sysconfig.get_paths()["include"]
+        subprocess.check_call(["cc", "-shared", "-fPIC", "-I" + include, "fast.c", "-o", so])
+        files[so] = open(so, "rb").read()
+        py = "cp%d%d" % sys.version_info[:2]
+        tag = "%s-%s-linux_%s" % (py, py, platform.machine())
+    else:
+        files[NAME + ".py"] = b"VALUE = 'from source'\n"
+        tag = "py3-none-any"
+    info = "%s-%s.dist-info" % (NAME, VERSION)
+    files[info + "/METADATA"] = ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (NAME, VERSION)).encode()
+    files[info + "/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: %s\n" % tag).encode()
+    record = ""
+    for path, content in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+        record += "%s,sha256=%s,%d\n" % (path, digest, len(content))
+    files[info + "/RECORD"] = (record + info + "/RECORD,,\n").encode()
+    name = "%s-%s-%s.whl" % (NAME, VERSION, tag)
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        for path, content in files.items():
+            wheel.writestr(path, content)
+    return name
+"#;
+
+fn bullseye_target() -> TargetRuntime {
+    TargetRuntime::described("3.9", None, "x86_64-manylinux_2_31").unwrap()
+}
+
+/// This machine's Python: its prefix and headers.
+fn host_python(expression: &str) -> String {
+    let output = Command::new("python3")
+        .args(["-c", &format!("import sys, sysconfig; print({expression})")])
+        .output()
+        .expect("python3 runs");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// Compiles `FASTMOD_C` here into `fastmod.abi3.so` and returns its bytes.
+fn compile_fastmod(scratch: &Path) -> Vec<u8> {
+    let source = scratch.join("fast.c");
+    fs::write(&source, FASTMOD_C).unwrap();
+    let include = host_python("sysconfig.get_paths()['include']");
+    let so = scratch.join("fastmod.abi3.so");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2"])
+        .arg(format!("-I{include}"))
+        .arg(&source)
+        .arg("-o")
+        .arg(&so)
+        .status()
+        .expect("cc (a C compiler) is installed");
+    assert!(status.success());
+    fs::read(so).unwrap()
+}
+
+/// Writes `NAME-VERSION.tar.gz`, a source distribution built by `BACKEND`, with `fast.c` when
+/// `compiled`.
+fn build_backend_sdist(out_dir: &Path, name: &str, version: &str, compiled: bool) -> PathBuf {
+    let root = format!("{name}-{version}");
+    let mut files =
+        vec![
+        (
+            "pyproject.toml",
+            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n"
+                .to_string(),
+        ),
+        (
+            "backend.py",
+            BACKEND.replace("@NAME@", name).replace("@VERSION@", version),
+        ),
+        (
+            "PKG-INFO",
+            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+        ),
+    ];
+    if compiled {
+        files.push(("fast.c", FASTMOD_C.to_string()));
+    }
+    fs::create_dir_all(out_dir).unwrap();
+    let path = out_dir.join(format!("{root}.tar.gz"));
+    let gz = flate2::write::GzEncoder::new(
+        fs::File::create(&path).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (file, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("{root}/{file}"), content.as_bytes())
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+    path
+}
+
+fn offline(sandbox: &Sandbox, requirements: &[&str]) -> InstallOptions {
+    let mut options = InstallOptions::new(requirements.iter().map(|r| r.to_string()).collect());
+    options.wheelhouse = Some(sandbox.path().join("wheelhouse"));
+    options.no_index = true;
+    options.cache_dir = Some(sandbox.path().join("uv-cache"));
+    options
+}
+
+/// Every file under `dir` (symlinks not followed) that contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.file_type().is_file())
+        .filter(|entry| {
+            let bytes = fs::read(entry.path()).unwrap();
+            bytes
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+        })
+        .map(|entry| entry.path().to_path_buf())
+        .collect()
+}
+
+#[test]
+fn a_venv_made_here_for_python_3_9_runs_in_bullseye_at_its_final_path() {
+    let sandbox = Sandbox::new();
+    let wheelhouse = sandbox.path().join("wheelhouse");
+    build_wheel(
+        &wheelhouse,
+        "greeter",
+        "1.0",
+        &[(
+            "greeter.py",
+            "def main():\n    print('hello from greeter')\n",
+        )],
+        &[("greet", "greeter:main")],
+        &[],
+    );
+    let fastmod = compile_fastmod(sandbox.path());
+    build_tagged_wheel(
+        &wheelhouse,
+        "fastmod",
+        "1.0",
+        "cp37-abi3-manylinux_2_17_x86_64",
+        &[("fastmod.abi3.so", &fastmod)],
+    );
+    build_backend_sdist(&wheelhouse, "puresdist", "1.0", false);
+
+    // The venv is written where the overlay shows it at its final path inside the root.
+    let upper = sandbox.path().join("upper");
+    let dir = upper.join(FINAL.trim_start_matches('/'));
+    let target = bullseye_target();
+    let venv = runtime::make_virtualenv(
+        &dir,
+        Path::new(FINAL),
+        &target,
+        &offline(&sandbox, &["greeter", "fastmod", "puresdist"]),
+    )
+    .unwrap();
+    assert_eq!(venv.scripts, ["greet"]);
+
+    // The layout virtualenv makes there, and nothing of this machine's Python in it.
+    let libs: Vec<_> = fs::read_dir(dir.join("lib"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(libs, ["python3.9"]);
+    assert!(!dir.join("lib64").exists());
+    assert_eq!(
+        fs::read_link(dir.join("bin/python")).unwrap(),
+        Path::new("/usr/bin/python3.9")
+    );
+    let script = fs::read_to_string(dir.join("bin/greet")).unwrap();
+    assert!(
+        script.starts_with(&format!("#!{FINAL}/bin/python\n")),
+        "{script}"
+    );
+    let host_prefix = host_python("sys.base_prefix");
+    let mut build_paths = vec![
+        sandbox.path().display().to_string(),
+        host_python("sys.executable"),
+        "/root/.pyenv".to_string(),
+    ];
+    if host_prefix != "/usr" {
+        build_paths.push(host_prefix);
+    }
+    for path in &build_paths {
+        let leaks = files_containing(&dir, path);
+        assert!(leaks.is_empty(), "{path} appears in {leaks:?}");
+    }
+    let pyc: Vec<_> = WalkDir::new(&dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pyc"))
+        .collect();
+    assert!(pyc.is_empty(), "bytecode of this machine's Python: {pyc:?}");
+
+    let run = common::bullseye::run(
+        &upper,
+        &format!(
+            "{FINAL}/bin/python -c 'import sys, greeter, fastmod, puresdist; \
+             assert sys.version_info[:2] == (3, 9), sys.version; \
+             assert sys.prefix == \"{FINAL}\", sys.prefix; \
+             print(\"answer\", fastmod.answer(), puresdist.VALUE)'
+{FINAL}/bin/greet"
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "in bullseye:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("answer 42 from source"), "{stdout}");
+    assert!(stdout.contains("hello from greeter"), "{stdout}");
+}
+
+/// Nothing at the venv's path, and no staging directory left beside it.
+fn assert_nothing_written(dir: &Path) {
+    assert!(!dir.exists(), "{} was written", dir.display());
+    let parent = dir.parent().unwrap();
+    let left: Vec<_> = fs::read_dir(parent)
+        .map(|entries| entries.map(|entry| entry.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "left behind in {}: {left:?}",
+        parent.display()
+    );
+}
+
+#[test]
+fn a_requirement_that_would_compile_for_this_machines_python_is_refused() {
+    let sandbox = Sandbox::new();
+    build_backend_sdist(&sandbox.path().join("wheelhouse"), "cext", "1.0", true);
+    for only_binary in [false, true] {
+        let dir = sandbox.path().join(format!("venvs-{only_binary}/demo"));
+        let mut options = offline(&sandbox, &["cext==1.0"]);
+        options.only_binary = only_binary;
+        let error = runtime::make_virtualenv(&dir, Path::new(FINAL), &bullseye_target(), &options)
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, RuntimeError::NeedsCompiling { package, version, .. }
+                if package == "cext" && version == "1.0"),
+            "{message}"
+        );
+        for needle in ["`cext` 1.0", "cp39 manylinux_2_31_x86_64", "--wheelhouse"] {
+            assert!(message.contains(needle), "{needle}: {message}");
+        }
+        assert_nothing_written(&dir);
+    }
+}
+
+#[test]
+fn an_extension_module_for_another_python_never_lands() {
+    let sandbox = Sandbox::new();
+    // Tagged for 3.9, but holding an extension module for 3.11.
+    let fastmod = compile_fastmod(sandbox.path());
+    build_tagged_wheel(
+        &sandbox.path().join("wheelhouse"),
+        "mislabelled",
+        "1.0",
+        "cp39-cp39-manylinux_2_17_x86_64",
+        &[("fastmod.cpython-311-x86_64-linux-gnu.so", &fastmod)],
+    );
+    let dir = sandbox.path().join("venvs/demo");
+    let error = runtime::make_virtualenv(
+        &dir,
+        Path::new(FINAL),
+        &bullseye_target(),
+        &offline(&sandbox, &["mislabelled"]),
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(&error, RuntimeError::ForeignBinary { file, .. }
+            if file.ends_with("fastmod.cpython-311-x86_64-linux-gnu.so")),
+        "{message}"
+    );
+    assert!(message.contains("cpython-311"), "{message}");
+    assert_nothing_written(&dir);
+}
+
+#[test]
+fn an_existing_venv_is_never_overwritten() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().join("venvs/demo");
+    fs::create_dir_all(&dir).unwrap();
+    let error = runtime::make_virtualenv(
+        &dir,
+        Path::new(FINAL),
+        &bullseye_target(),
+        &offline(&sandbox, &[]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, RuntimeError::DestinationExists { .. }),
+        "{error}"
+    );
+    assert_eq!(error.exit_code(), 2);
+}
