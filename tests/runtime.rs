@@ -337,3 +337,28 @@ fn an_existing_venv_is_never_overwritten() {
     );
     assert_eq!(error.exit_code(), 2);
 }
+
+#[test]
+fn the_bullseye_interpreter_runs_here_with_its_own_loader_and_libraries() {
+    let image = runtime::image_root::ImageRoot::new(common::bullseye::root());
+    let python = image.find_python(None).unwrap();
+    assert_eq!(python.interpreter, Path::new("/usr/bin/python3.9"));
+    let output = image
+        .python_command(&python)
+        .unwrap()
+        .args([
+            "-c",
+            "import sys, ssl, sysconfig; print(sys.version_info[:2], ssl.OPENSSL_VERSION, \
+             sysconfig.get_config_var('HOST_GNU_TYPE'))",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Bullseye's Python with bullseye's OpenSSL 1.1, not this machine's.
+    assert!(stdout.starts_with("(3, 9) OpenSSL 1.1.1"), "{stdout}");
+}

@@ -48,6 +48,24 @@ pub enum RuntimeError {
     )]
     BadInterpreter { given: String, reason: String },
 
+    /// The runtime image has no interpreter where we looked.
+    #[error(
+        "{}: the runtime image has no Python interpreter at {looked_for}; use an image with \
+         Python 3 (a stackstorm/st2 image), or name its interpreter with --target-interpreter \
+         PATH",
+        root.display()
+    )]
+    ImageHasNoPython { root: PathBuf, looked_for: String },
+
+    /// The runtime image cannot run its interpreter here: no x86_64 glibc loader.
+    #[error(
+        "{}: the runtime image has no dynamic loader at /lib64/ld-linux-x86-64.so.2, so its \
+         interpreter cannot run on this machine; use an x86_64 glibc image (stackstorm/st2 is \
+         one), or describe the runtime with --target-python and --target-platform",
+        root.display()
+    )]
+    ImageHasNoLoader { root: PathBuf },
+
     /// A file or directory of the virtualenv being made could not be read or written.
     #[error("{}: could not {action}: {source}", path.display())]
     Io {
@@ -133,7 +151,9 @@ impl RuntimeError {
             | RuntimeError::UnsupportedPython { .. }
             | RuntimeError::BadPlatform { .. }
             | RuntimeError::BadInterpreter { .. }
-            | RuntimeError::DestinationExists { .. } => 2,
+            | RuntimeError::DestinationExists { .. }
+            | RuntimeError::ImageHasNoPython { .. }
+            | RuntimeError::ImageHasNoLoader { .. } => 2,
             _ => 1,
         }
     }

@@ -9,6 +9,7 @@
 //! `leaks` that keep anything built for the build machine out.
 
 mod error;
+pub mod image_root;
 pub mod install;
 pub mod layout;
 pub mod leaks;
