@@ -343,10 +343,16 @@ fn the_bullseye_interpreter_runs_here_with_its_own_loader_and_libraries() {
     let image = runtime::image_root::ImageRoot::new(common::bullseye::root());
     let python = image.find_python(None).unwrap();
     assert_eq!(python.interpreter, Path::new("/usr/bin/python3.9"));
-    let output = image
-        .python_command(&python)
-        .unwrap()
+    // Through a launcher script, as uv and the bytecode compiler take an interpreter path;
+    // -I (isolated) as the bytecode compiler runs it: the image's stdlib is found without
+    // PYTHONHOME.
+    let scratch = Sandbox::new();
+    let launcher = scratch.path().join("python3.9");
+    runtime::image_root::write_launcher(&image.python_command(&python).unwrap(), &launcher)
+        .unwrap();
+    let output = Command::new(&launcher)
         .args([
+            "-I",
             "-c",
             "import sys, ssl, sysconfig; print(sys.version_info[:2], ssl.OPENSSL_VERSION, \
              sysconfig.get_config_var('HOST_GNU_TYPE'))",

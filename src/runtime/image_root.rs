@@ -212,6 +212,40 @@ impl ImageRoot {
     }
 }
 
+/// Writes `launcher`: an executable `/bin/sh` script that runs `command` (from
+/// [`ImageRoot::python_command`]) with its own arguments, so that anything taking an interpreter
+/// path (uv's `--python`, the bytecode compiler) can use the image's interpreter as it is.
+pub fn write_launcher(command: &Command, launcher: &Path) -> Result<(), RuntimeError> {
+    let quote = |text: &std::ffi::OsStr| {
+        text.to_str()
+            .map(|text| format!("'{}'", text.replace('\'', r"'\''")))
+            .ok_or_else(|| RuntimeError::Io {
+                path: PathBuf::from(text),
+                action: "write into a launcher (not UTF-8)",
+                source: std::io::ErrorKind::InvalidData.into(),
+            })
+    };
+    let mut script = String::from("#!/bin/sh\n");
+    for (name, value) in command.get_envs() {
+        let name = name.to_string_lossy();
+        match value {
+            Some(value) => script.push_str(&format!("export {name}={}\n", quote(value)?)),
+            None => script.push_str(&format!("unset {name}\n")),
+        }
+    }
+    script.push_str("exec ");
+    script.push_str(&quote(command.get_program())?);
+    for arg in command.get_args() {
+        script.push(' ');
+        script.push_str(&quote(arg)?);
+    }
+    script.push_str(" \"$@\"\n");
+    fs::write(launcher, script).map_err(RuntimeError::io(launcher, "write"))?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(launcher, fs::Permissions::from_mode(0o755))
+        .map_err(RuntimeError::io(launcher, "make executable"))
+}
+
 fn components_reversed(path: &Path) -> Vec<OsString> {
     let mut parts: Vec<OsString> = path
         .components()
