@@ -368,3 +368,38 @@ fn the_bullseye_interpreter_runs_here_with_its_own_loader_and_libraries() {
     // Bullseye's Python with bullseye's OpenSSL 1.1, not this machine's.
     assert!(stdout.starts_with("(3, 9) OpenSSL 1.1.1"), "{stdout}");
 }
+
+/// Network (PyPI): a real manylinux wheel with a CPython-3.9-only extension module, resolved
+/// and installed here for 3.9, imports in bullseye. Run with `--run-ignored all`.
+#[test]
+#[ignore = "network: downloads MarkupSafe from PyPI"]
+fn a_pypi_wheel_for_cpython_3_9_imports_in_bullseye() {
+    let sandbox = Sandbox::new();
+    let upper = sandbox.path().join("upper");
+    let dir = upper.join(FINAL.trim_start_matches('/'));
+    let mut options = InstallOptions::new(vec!["MarkupSafe==2.1.5".to_string()]);
+    options.only_binary = true;
+    options.cache_dir = Some(sandbox.path().join("uv-cache"));
+    let venv =
+        runtime::make_virtualenv(&dir, Path::new(FINAL), &bullseye_target(), &options).unwrap();
+    let speedups: Vec<_> = fs::read_dir(venv.site_packages.join("markupsafe"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".so"))
+        .collect();
+    assert_eq!(speedups, ["_speedups.cpython-39-x86_64-linux-gnu.so"]);
+    let run = common::bullseye::run(
+        &upper,
+        &format!("{FINAL}/bin/python -c 'import markupsafe._speedups as s; print(s.__file__)'"),
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("cpython-39-x86_64-linux-gnu.so"),
+        "{stdout}"
+    );
+}
