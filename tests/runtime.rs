@@ -403,3 +403,70 @@ fn a_pypi_wheel_for_cpython_3_9_imports_in_bullseye() {
         "{stdout}"
     );
 }
+
+/// The image's interpreter, run here through its launcher, compiles a target venv's bytecode
+/// with the engine's own compiler: every `.pyc` is for 3.9 (bullseye's magic number), names no
+/// path of this machine, and is what bullseye's Python loads.
+#[tokio::test(flavor = "multi_thread")]
+async fn bytecode_compiled_here_by_the_image_interpreter_is_for_its_python() {
+    let sandbox = Sandbox::new();
+    build_wheel(
+        &sandbox.path().join("wheelhouse"),
+        "greeter",
+        "1.0",
+        &[(
+            "greeter.py",
+            "def main():\n    print('hello from greeter')\n",
+        )],
+        &[],
+        &[],
+    );
+    let upper = sandbox.path().join("upper");
+    let dir = upper.join(FINAL.trim_start_matches('/'));
+    let venv = runtime::make_virtualenv(
+        &dir,
+        Path::new(FINAL),
+        &bullseye_target(),
+        &offline(&sandbox, &["greeter"]),
+    )
+    .unwrap();
+
+    let image = runtime::image_root::ImageRoot::new(common::bullseye::root());
+    let python = image.find_python(None).unwrap();
+    let launcher = sandbox.path().join("python3.9");
+    runtime::image_root::write_launcher(&image.python_command(&python).unwrap(), &launcher)
+        .unwrap();
+    let warnings = st2pack::install::venv::compile_bytecode(&launcher, &dir, None, &[])
+        .await
+        .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let pyc = venv
+        .site_packages
+        .join("__pycache__/greeter.cpython-39.pyc");
+    assert!(pyc.is_file(), "no bytecode for 3.9 at {}", pyc.display());
+    let stray: Vec<_> = WalkDir::new(&dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pyc"))
+        .filter(|entry| !entry.file_name().to_string_lossy().contains(".cpython-39."))
+        .collect();
+    assert!(stray.is_empty(), "bytecode of another Python: {stray:?}");
+    let leaks = files_containing(&dir, &sandbox.path().display().to_string());
+    assert!(leaks.is_empty(), "the build directory appears in {leaks:?}");
+
+    let run = common::bullseye::run(
+        &upper,
+        &format!(
+            "{FINAL}/bin/python -c 'import importlib.util, sys, greeter; \
+             print(open(greeter.__cached__, \"rb\").read(4) == importlib.util.MAGIC_NUMBER)'"
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(stdout.trim(), "True");
+}
