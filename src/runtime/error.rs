@@ -66,6 +66,17 @@ pub enum RuntimeError {
     )]
     ImageHasNoLoader { root: PathBuf },
 
+    /// Two runtime options that name different runtimes.
+    #[error(
+        "{first} and {second} cannot be used together: each names the runtime; give one \
+         (--runtime NAME, --runtime-image REF, or --target-python X.Y --target-platform TRIPLE)"
+    )]
+    ConflictingRuntimeOptions { first: String, second: String },
+
+    /// A runtime option that needs another.
+    #[error("{given} also needs {missing}")]
+    MissingRuntimeOption { given: String, missing: String },
+
     /// A file or directory of the virtualenv being made could not be read or written.
     #[error("{}: could not {action}: {source}", path.display())]
     Io {
@@ -151,6 +162,8 @@ impl RuntimeError {
             | RuntimeError::UnsupportedPython { .. }
             | RuntimeError::BadPlatform { .. }
             | RuntimeError::BadInterpreter { .. }
+            | RuntimeError::ConflictingRuntimeOptions { .. }
+            | RuntimeError::MissingRuntimeOption { .. }
             | RuntimeError::DestinationExists { .. }
             | RuntimeError::ImageHasNoPython { .. }
             | RuntimeError::ImageHasNoLoader { .. } => 2,

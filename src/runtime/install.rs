@@ -84,6 +84,11 @@ pub fn install(
     target: &TargetRuntime,
     options: &InstallOptions,
 ) -> Result<UvRun, RuntimeError> {
+    if options.requirements.is_empty() && options.requirement_files.is_empty() {
+        return Ok(UvRun {
+            host_interpreter: None,
+        });
+    }
     let mut command = Command::new(&options.uv);
     command
         .args(["pip", "install", "--target"])

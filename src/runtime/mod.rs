@@ -8,6 +8,7 @@
 //! target's interpreter: see `layout`, `install`, `scripts`, and the checks in `tags` and
 //! `leaks` that keep anything built for the build machine out.
 
+pub mod choice;
 mod error;
 pub mod image_root;
 pub mod install;
@@ -21,6 +22,7 @@ pub mod target;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use choice::{RuntimeArgs, RuntimeChoice};
 pub use error::RuntimeError;
 pub use install::InstallOptions;
 pub use presets::{PRESETS, Preset, preset};
