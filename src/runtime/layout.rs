@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use super::RuntimeError;
 use super::target::TargetRuntime;
 
-/// The name st2 3.9 and later give the `.pth` that puts st2's site-packages on a pack venv's
-/// path; `zzzz` sorts it last, after the pack's own `.pth` files.
-pub const ST2_PTH: &str = "zzzzzzzzzz__st2__.pth";
+/// The `.pth` that puts st2's site-packages on a pack venv's path (st2 3.9 and later); `zzzz`
+/// sorts it last, after the pack's own `.pth` files. The same file the native engine writes.
+pub use crate::install::venv::ST2_PTH_FILE as ST2_PTH;
 
 /// Writes the skeleton into `dir` (which must not exist yet) and returns its site-packages.
 pub fn lay_out(dir: &Path, target: &TargetRuntime) -> Result<PathBuf, RuntimeError> {
@@ -31,13 +31,24 @@ pub fn lay_out(dir: &Path, target: &TargetRuntime) -> Result<PathBuf, RuntimeErr
         symlink(Path::new("python"), &bin.join(alias))?;
     }
     if let Some(st2) = &target.st2_site_packages {
-        let line = format!(
-            "import sys; import site; site.addsitedir({:?})\n",
-            st2.display().to_string()
-        );
-        write(&site_packages.join(ST2_PTH), &line)?;
+        write(&site_packages.join(ST2_PTH), &st2_pth(st2)?)?;
     }
     Ok(site_packages)
+}
+
+/// The line the native engine writes too: a `.pth` line starting with `import` is run by
+/// `site.addpackage()`, where `addsitedir` and `known_paths` are in scope.
+fn st2_pth(st2: &Path) -> Result<String, RuntimeError> {
+    let dir = st2.to_str().ok_or_else(|| RuntimeError::Io {
+        path: st2.to_path_buf(),
+        action: "write into a .pth (not UTF-8)",
+        source: std::io::ErrorKind::InvalidData.into(),
+    })?;
+    let literal = dir.replace('\\', "\\\\").replace('\'', "\\'");
+    Ok(format!(
+        "# Written by st2pack: makes StackStorm's site-packages visible to this pack's virtualenv.\n\
+         import sys; addsitedir('{literal}', known_paths)\n"
+    ))
 }
 
 /// `DIR/lib/pythonX.Y/site-packages`.
@@ -112,7 +123,9 @@ mod tests {
         let site = lay_out(&scratch.path().join("venv"), &target).unwrap();
         let pth = fs::read_to_string(site.join(ST2_PTH)).unwrap();
         assert!(
-            pth.contains("\"/opt/stackstorm/st2/lib/python3.10/site-packages\""),
+            pth.contains(
+                "addsitedir('/opt/stackstorm/st2/lib/python3.10/site-packages', known_paths)"
+            ),
             "{pth}"
         );
     }
