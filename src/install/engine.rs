@@ -448,11 +448,12 @@ async fn prepare(
 }
 
 /// Keeps the user's in-pack `config.yaml` from the previous install, unless the new version
-/// ships its own.
+/// ships its own (a symlink counts: it is never copied from nor written through).
 fn keep_config(installed_pack: &Path, staged: &Path) -> std::io::Result<()> {
     let old = installed_pack.join("config.yaml");
     let new = staged.join("config.yaml");
-    if old.is_file() && !new.exists() {
+    let old_is_file = std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_file());
+    if old_is_file && std::fs::symlink_metadata(&new).is_err() {
         std::fs::copy(&old, &new)?;
     }
     Ok(())

@@ -14,6 +14,7 @@ use crate::install::place::{Targets, Transaction};
 use crate::pack::manifest::PackManifest;
 use crate::pack::name::PackName;
 use crate::pack::spec::{PackSource, PackSpec};
+use crate::pack::symlinks;
 use crate::redact::{redact_url, scrub};
 use crate::source::git::{self, GitOptions, ResolvedCommit};
 use crate::source::index::{IndexOptions, PackIndex};
@@ -84,7 +85,11 @@ pub async fn fetch_pack(
 ) -> Result<FetchedPack, String> {
     let txn = Transaction::begin(targets).map_err(|e| e.to_string())?;
     let staged = txn.staged_pack();
-    match fetch_into(ctx, spec, &staged).await {
+    let fetched = match fetch_into(ctx, spec, &staged).await {
+        Ok(origin) => refuse_escaping_links(&staged).await.map(|()| origin),
+        Err(message) => Err(message),
+    };
+    match fetched {
         Ok(origin) => match read_manifest(ctx, &staged).map_err(|m| origin.relabel(&m, &staged)) {
             Ok((manifest, name, mut warnings)) => {
                 warnings.extend(origin.warnings);
@@ -270,6 +275,36 @@ async fn export(
             .await?
             .map_err(|e| e.to_string())
     }
+}
+
+/// Refuses a pack with a symlink that leads out of it, before anything reads a file of the pack:
+/// reading through such a link (pack.yaml, requirements, bytecode compilation) would take the
+/// build machine's files into the install and the image.
+async fn refuse_escaping_links(staged: &Path) -> Result<(), String> {
+    let root = staged.to_path_buf();
+    let found = blocking(move || symlinks::escaping_links(&root))
+        .await?
+        .map_err(|e| format!("cannot read the pack's symlinks: {e}"))?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = found
+        .iter()
+        .map(|l| format!("  {} -> {}", l.link.display(), l.target.display()))
+        .collect();
+    Err(format!(
+        "the pack holds {} that {} out of the pack:\n{}\n  a pack may only link to its own \
+         files (the installer never reads the build machine's files through a pack, and in the \
+         cluster the link would point elsewhere): replace the link with the file, or link to a \
+         path inside the pack, relative to the link",
+        if found.len() == 1 {
+            "a symlink"
+        } else {
+            "symlinks"
+        },
+        if found.len() == 1 { "leads" } else { "lead" },
+        listed.join("\n")
+    ))
 }
 
 fn read_manifest(

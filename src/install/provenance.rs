@@ -40,18 +40,36 @@ pub struct VirtualenvRecord {
 }
 
 impl Provenance {
+    /// The record in `pack_dir`; none when the file is missing, unreadable or a symlink (a pack
+    /// may ship a file of that name, and a link would read a file outside the pack).
     pub fn read(pack_dir: &Path) -> Option<Provenance> {
-        let text = std::fs::read(pack_dir.join(PROVENANCE_FILE)).ok()?;
+        let path = pack_dir.join(PROVENANCE_FILE);
+        if std::fs::symlink_metadata(&path).ok()?.is_symlink() {
+            return None;
+        }
+        let text = std::fs::read(path).ok()?;
         serde_json::from_slice(&text).ok()
     }
 
+    /// Writes the record into `pack_dir`, replacing whatever the pack shipped under that name:
+    /// the old entry is removed and a new file created, so a symlink is never written through.
     pub fn write(&self, pack_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let mut text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         text.push(b'\n');
         let path = pack_dir.join(PROVENANCE_FILE);
-        std::fs::write(&path, text)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)?;
+        file.write_all(&text)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
     }
 
     /// True when `other` installs the very same files and virtualenv inputs as `self`.

@@ -1,9 +1,9 @@
 //! The pack's file tree: what the image builder would refuse, what would break once copied into
 //! the cluster's volumes, and what does not belong in a release.
 //!
-//! The builder refuses sockets, FIFOs and devices, and keeps symlinks as they are: one that is
-//! absolute or climbs out of the pack points, in the cluster, at whatever the image or the
-//! shared volume happens to hold there. Committed bytecode only earns a warning: it does no harm
+//! The builder refuses sockets, FIFOs and devices, and the installer any symlink that leads out
+//! of the pack (one that is absolute or climbs out points, in the cluster, at whatever the image
+//! or the shared volume happens to hold there). Committed bytecode only earns a warning: it does no harm
 //! beyond size, and the installer compiles its own.
 
 use std::fs;
@@ -12,7 +12,8 @@ use std::path::Path;
 
 use walkdir::WalkDir;
 
-use super::{PackReport, normalize_within};
+use super::PackReport;
+use crate::pack::symlinks;
 
 pub(super) fn check(dir: &Path, report: &mut PackReport) {
     check_readme(dir, report);
@@ -66,7 +67,7 @@ fn walk(dir: &Path, report: &mut PackReport) {
                 entries.skip_current_dir();
             }
         } else if file_type.is_symlink() {
-            check_symlink(entry.path(), relative, report);
+            check_symlink(dir, relative, report);
         } else if file_type.is_file() {
             if relative.extension().is_some_and(|e| e == "pyc") {
                 bytecode_warning(relative, report);
@@ -102,28 +103,30 @@ fn special_file_error(file_type: &fs::FileType, relative: &Path, report: &mut Pa
     report.error(relative, None, message);
 }
 
-/// A symlink must stay inside the pack, judged lexically from where it sits: in the cluster
-/// the pack lives at another path, so only relative links within it still resolve.
-fn check_symlink(path: &Path, relative: &Path, report: &mut PackReport) {
-    let target = match fs::read_link(path) {
-        Ok(target) => target,
+/// A symlink must stay inside the pack (see [`symlinks`]): the installer refuses any other, and
+/// in the cluster the pack lives at another path, where only links within it still resolve.
+fn check_symlink(dir: &Path, relative: &Path, report: &mut PackReport) {
+    let (target, leaves) = match fs::read_link(dir.join(relative))
+        .and_then(|target| Ok((target, symlinks::leaves_pack(dir, relative)?)))
+    {
+        Ok(found) => found,
         Err(e) => {
             return report.error(relative, None, format!("cannot read the symlink: {e}"));
         }
     };
+    if !leaves {
+        return;
+    }
     let problem = if target.is_absolute() {
         "is an absolute symlink"
     } else {
-        let parent = relative.parent().unwrap_or(Path::new(""));
-        match normalize_within(&parent.join(&target)) {
-            Some(_) => return,
-            None => "is a symlink that leaves the pack",
-        }
+        "is a symlink that leaves the pack"
     };
     let message = format!(
-        "{problem} (-> {}); in the cluster the pack is copied elsewhere and the link would \
-         point at another file or at nothing: link to a path inside the pack, relative to the \
-         link, or replace the link with the file",
+        "{problem} (-> {}); the installer refuses it, as it would read a file of the build \
+         machine, and in the cluster the pack is copied elsewhere and the link would point at \
+         another file or at nothing: link to a path inside the pack, relative to the link, or \
+         replace the link with the file",
         target.display()
     );
     report.error(relative, None, message);

@@ -5,6 +5,10 @@
 //! `.pyc` would be judged stale as soon as the image builder normalises file times, so only
 //! checked-hash `.pyc` (valid whatever the mtimes) are written, and any other `.pyc` is removed.
 //!
+//! Nothing is read or written through a symlink: a linked `.py` is left uncompiled (it may lead
+//! to any file of the build machine), and a `__pycache__` that is a link is removed, so the
+//! bytecode lands in a directory of the tree being compiled.
+//!
 //! A small driver runs in the target interpreter rather than `compileall -s/-p`, which only exists
 //! from Python 3.9 on (StackStorm 3.8 runs on 3.8): it records the final path in each code object
 //! and reports, rather than fails on, files that do not compile (old packages often ship Python 2
@@ -75,7 +79,13 @@ files = []
 for top, dirs, names in os.walk(root):
     at_site = os.path.basename(top) == "site-packages"
     dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (at_site and d in skip))
-    files.extend(os.path.join(top, n) for n in sorted(names) if n.endswith(".py"))
+    pycache = os.path.join(top, "__pycache__")
+    if os.path.islink(pycache):
+        os.unlink(pycache)
+    for n in sorted(names):
+        path = os.path.join(top, n)
+        if n.endswith(".py") and not os.path.islink(path):
+            files.append(path)
 
 workers = min(os.cpu_count() or 1, 8)
 if workers > 1 and len(files) > 100:
