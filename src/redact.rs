@@ -1,56 +1,60 @@
 //! Keeps credentials out of everything a user or an image can see.
 //!
-//! Git and index URLs may carry `user:password@`; every message, log line and provenance file goes
-//! through [`redact_url`] (or [`scrub`] for text that may quote a URL) so a secret never leaks.
+//! Git and index URLs may carry `user:password@` or a token as the user (`https://TOKEN@host/`);
+//! every message, log line, provenance file and image label goes through [`redact_url`] (or
+//! [`scrub`] for text that may quote a URL) so a secret never leaks.
 
-/// Returns `url` with any password (and token-like user names) in its authority replaced by `***`.
+/// Returns `url` with its whole user info (`user`, `user:password`, a token used as the user)
+/// replaced by `***`: `https://***@host/org/repo.git`.
 ///
-/// Works on any `scheme://[userinfo@]host...` string, including ones `url::Url` would reject, and
-/// leaves scp-like `git@host:org/repo` alone (there the user is not a secret).
+/// A user name alone is often a token (`https://TOKEN@host/...`, the form git hosts document),
+/// and no rule tells a short token from a name, so none is kept. Works on any
+/// `scheme://[userinfo@]host...` string, including ones `url::Url` would reject, and leaves
+/// scp-like `git@host:org/repo` alone (no scheme: there the user is a fixed account name).
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &url[authority_start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    let redacted_userinfo = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        // A lone user part is usually a name (`git@`), but a long opaque one is a token.
-        None if looks_like_token(userinfo) => "***".to_string(),
-        None => userinfo.to_string(),
-    };
-    format!(
-        "{}{}{}",
-        &url[..authority_start],
-        redacted_userinfo,
-        &url[authority_start + at..]
-    )
-}
-
-/// Returns the password (or token) embedded in `url`, if any, so that text produced by other
-/// libraries (git2 errors, installer output) can be scrubbed of it.
-pub fn secret_in_url(url: &str) -> Option<String> {
-    let scheme_end = url.find("://")?;
-    let rest = &url[scheme_end + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    match userinfo.split_once(':') {
-        Some((_, password)) if !password.is_empty() => Some(password.to_string()),
-        None if looks_like_token(userinfo) => Some(userinfo.to_string()),
-        _ => None,
+    match user_info_span(url) {
+        Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+        None => url.to_string(),
     }
 }
 
-/// Replaces every occurrence of the secret carried by `url` in `text` (raw and percent-decoded).
+/// Where the user info of `scheme://userinfo@host...` sits in `url`, when it has a non-empty one.
+fn user_info_span(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    (at > 0).then_some((start, start + at))
+}
+
+/// The pieces of `url`'s user info that other libraries (git2 errors, installer output) may
+/// quote, so that their text can be scrubbed of them: the whole user info, the password and the
+/// user name, each unless it is too short to be told from ordinary words.
+pub fn secrets_in_url(url: &str) -> Vec<String> {
+    let Some((start, end)) = user_info_span(url) else {
+        return Vec::new();
+    };
+    let user_info = &url[start..end];
+    let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+    [user_info, password, user]
+        .into_iter()
+        .filter(|piece| piece.len() >= MIN_SCRUBBED_LEN)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Shorter pieces (`git`, `me`) are left in free text, where replacing them would garble every
+/// word that holds them; as the user info of a quoted URL they are hidden whatever their length.
+const MIN_SCRUBBED_LEN: usize = 4;
+
+/// Replaces the user info carried by `url` wherever `text` quotes it (raw and percent-decoded):
+/// as the user info of the URL, and, when long enough, anywhere.
 pub fn scrub(text: &str, url: &str) -> String {
-    let mut out = text.to_string();
-    if let Some(secret) = secret_in_url(url) {
+    let Some((start, end)) = user_info_span(url) else {
+        return text.to_string();
+    };
+    let mut out = text.replace(&url[start..=end], "***@");
+    for secret in secrets_in_url(url) {
         out = out.replace(&secret, "***");
         // Percent-decoded forms show up in some library messages.
         if let Ok(decoded) = urlencoding_decode(&secret)
@@ -61,13 +65,6 @@ pub fn scrub(text: &str, url: &str) -> String {
         }
     }
     out
-}
-
-fn looks_like_token(user: &str) -> bool {
-    user.len() >= 20
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
@@ -94,18 +91,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hides_password_keeps_user_and_host() {
+    fn hides_the_whole_user_info_keeps_host_and_path() {
+        for url in [
+            "https://bob:s3cret@git.example.com/team/pack.git",
+            "https://ghp_abcdefghijklmnopqrstuvwxyz0123@git.example.com/team/pack.git",
+            "https://tok@git.example.com/team/pack.git",
+            "https://:pw@git.example.com/team/pack.git",
+        ] {
+            assert_eq!(redact_url(url), "https://***@git.example.com/team/pack.git");
+        }
+        assert_eq!(redact_url("ssh://git@host/o/r"), "ssh://***@host/o/r");
         assert_eq!(
-            redact_url("https://bob:s3cret@git.example.com/team/pack.git"),
-            "https://bob:***@git.example.com/team/pack.git"
-        );
-    }
-
-    #[test]
-    fn hides_token_used_as_user() {
-        assert_eq!(
-            redact_url("https://ghp_abcdefghijklmnopqrstuvwxyz0123@github.com/o/r"),
-            "https://***@github.com/o/r"
+            redact_url("http://a@b:c@host:8080/r?x=1"),
+            "http://***@host:8080/r?x=1"
         );
     }
 
@@ -119,7 +117,7 @@ mod tests {
             redact_url("git@github.com:o/r.git"),
             "git@github.com:o/r.git"
         );
-        assert_eq!(redact_url("ssh://git@host/o/r"), "ssh://git@host/o/r");
+        assert_eq!(redact_url("https://@host/r"), "https://@host/r");
     }
 
     #[test]
@@ -133,6 +131,21 @@ mod tests {
         assert_eq!(
             scrub("failed for p%40ss and p@ss", url),
             "failed for *** and ***"
+        );
+    }
+
+    #[test]
+    fn scrub_removes_a_short_token_used_as_the_user() {
+        let url = "https://t0k3n@host/r";
+        assert_eq!(
+            scrub("fetching https://t0k3n@host/r as t0k3n failed", url),
+            "fetching https://***@host/r as *** failed"
+        );
+        // A name too short to scrub alone is still hidden where it is the user info.
+        let url = "ssh://git@host/r";
+        assert_eq!(
+            scrub("git: cannot reach ssh://git@host/r", url),
+            "git: cannot reach ssh://***@host/r"
         );
     }
 }

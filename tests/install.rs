@@ -464,7 +464,7 @@ mod bad_input {
             "--json",
             &format!("https://deploy:Sup3rS3cret@127.0.0.1:{port}/team/pack.git=v1.0.0"),
         ]);
-        run.assert_code(1).assert_stderr_has("deploy:***@127.0.0.1");
+        run.assert_code(1).assert_stderr_has("//***@127.0.0.1");
         assert!(!run.stderr.contains("Sup3rS3cret") && !run.stdout.contains("Sup3rS3cret"));
         let leaked = walkdir::WalkDir::new(sandbox.path())
             .into_iter()

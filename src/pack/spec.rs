@@ -308,19 +308,18 @@ fn expand_tilde(raw: &str, body: &str, home: Option<&Path>) -> Result<PathBuf, S
 }
 
 /// [`redact_url`] plus a guard for specs it does not treat as URLs (or where a password contains
-/// `/`): anything between a `:` and an `@` in what could be user info is hidden. Over-redacting an
-/// odd path in an error message is harmless; leaking a password is not.
+/// `/`): everything before an `@` that follows a `:` in what could be user info is hidden.
+/// Over-redacting an odd path in an error message is harmless; leaking a password is not.
 pub(crate) fn redact_spec(raw: &str) -> String {
     let s = redact_url(raw);
     let start = s.find("://").map_or(0, |i| i + 3);
     let Some(at) = s[start..].rfind('@').map(|i| start + i) else {
         return s;
     };
-    match s[start..at].find(':').map(|i| start + i) {
-        Some(colon) if &s[colon + 1..at] != "***" => {
-            format!("{}***{}", &s[..colon + 1], &s[at..])
-        }
-        _ => s,
+    if s[start..at].contains(':') {
+        format!("{}***{}", &s[..start], &s[at..])
+    } else {
+        s
     }
 }
 
@@ -572,10 +571,10 @@ mod tests {
         assert_eq!(spec.source, git("https://u:pw@host/r.git"));
         assert_eq!(spec.reference, some("v1.2.0"));
         assert_eq!(spec.git_url_of(), Some("https://u:pw@host/r.git"));
-        assert_eq!(spec.to_string(), "https://u:***@host/r.git=v1.2.0");
+        assert_eq!(spec.to_string(), "https://***@host/r.git=v1.2.0");
         let debug = format!("{spec:?}");
         assert!(!debug.contains("pw"), "{debug}");
-        assert!(debug.contains("u:***@host"), "{debug}");
+        assert!(debug.contains("//***@host"), "{debug}");
     }
 
     #[test]
@@ -765,9 +764,9 @@ mod tests {
 
     #[test]
     fn redact_spec_forms() {
-        assert_eq!(redact_spec("https://u:pw@h/r"), "https://u:***@h/r");
-        assert_eq!(redact_spec("https://u:p/w@h/r"), "https://u:***@h/r");
-        assert_eq!(redact_spec("u:pw@h:r"), "u:***@h:r");
+        assert_eq!(redact_spec("https://u:pw@h/r"), "https://***@h/r");
+        assert_eq!(redact_spec("https://u:p/w@h/r"), "https://***@h/r");
+        assert_eq!(redact_spec("u:pw@h:r"), "***@h:r");
         assert_eq!(redact_spec("git@h:o/r"), "git@h:o/r");
         assert_eq!(redact_spec("https://h/r"), "https://h/r");
         assert_eq!(redact_spec("./dir"), "./dir");

@@ -799,7 +799,7 @@ mod tests {
         assert_eq!(good.version, "1.5");
         assert_eq!(good.versions, vec!["1.5"]);
         assert_eq!(good.python_versions, vec!["3", "3.8"]);
-        assert_eq!(good.source_index, "http://u:***@idx/i.json");
+        assert_eq!(good.source_index, "http://***@idx/i.json");
 
         let reasons: BTreeMap<_, _> = parsed
             .skipped
@@ -841,7 +841,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains("https://u:***@h/i.json"), "{msg}");
+        assert!(msg.contains("https://***@h/i.json"), "{msg}");
         assert!(msg.contains("line 2, column 13"), "{msg}");
         assert!(!msg.contains("secret"), "{msg}");
     }
@@ -947,7 +947,7 @@ mod tests {
         );
         let err = locate("ftp://u:pw@host/index.json").err().unwrap();
         let msg = err.to_string();
-        assert!(msg.contains("`ftp`") && msg.contains("u:***@host"), "{msg}");
+        assert!(msg.contains("`ftp`") && msg.contains("//***@host"), "{msg}");
         assert!(!msg.contains("pw@"), "{msg}");
         assert!(matches!(locate("/abs/index.json"), Ok(Location::File(_))));
         assert!(matches!(locate("HTTPS://h/i.json"), Ok(Location::Http(_))));
@@ -1037,7 +1037,7 @@ mod tests {
         assert!(matches!(err, IndexError::Status { .. }), "{err:?}");
         assert!(msg.contains("404"), "{msg}");
         assert!(
-            msg.contains(&format!("me:***@127.0.0.1:{}/missing.json", server.port)),
+            msg.contains(&format!("//***@127.0.0.1:{}/missing.json", server.port)),
             "{msg}"
         );
         assert!(!msg.contains("hunter2"), "{msg}");
