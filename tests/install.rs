@@ -610,3 +610,68 @@ fn skip_dependencies_and_keep_git() {
         format!("file://{}", deps.display())
     );
 }
+
+/// Everything an install leaves is readable by a non-root st2 user and writable by nobody else,
+/// with the modes the README lists: `.pyc` files 0644 (in the pack and in the virtualenv, fresh
+/// or from the bytecode cache), even under a restrictive umask.
+#[test]
+fn installed_files_have_the_documented_modes() {
+    let sandbox = Sandbox::new();
+    let src = sandbox.path().join("src");
+    fs::create_dir(&src).unwrap();
+    copy_fixture("with_reqs", &src.join("with_reqs"));
+    let wheelhouse = sandbox.wheelhouse();
+    for round in ["fresh", "from the cache"] {
+        let _ = fs::remove_dir_all(sandbox.packs().join("with_reqs"));
+        let _ = fs::remove_dir_all(sandbox.venvs().join("with_reqs"));
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 077 && exec \"$@\"")
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_st2-pack-install"))
+            .arg("--wheelhouse")
+            .arg(&wheelhouse)
+            .arg("--packs-dir")
+            .arg(sandbox.packs())
+            .arg("--virtualenvs-dir")
+            .arg(sandbox.venvs())
+            .arg("--cache-dir")
+            .arg(sandbox.cache())
+            .arg(src.join("with_reqs"))
+            .env("HOME", sandbox.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{round}");
+        let mut wrong = Vec::new();
+        let mut pyc = 0;
+        for dir in [
+            sandbox.packs().join("with_reqs"),
+            sandbox.venvs().join("with_reqs"),
+        ] {
+            for entry in walkdir::WalkDir::new(&dir) {
+                let entry = entry.unwrap();
+                if entry.file_type().is_symlink() {
+                    continue;
+                }
+                let mode = mode(entry.path());
+                let expected: &[u32] = if entry.file_type().is_dir() {
+                    &[0o755]
+                } else if entry.path().extension().is_some_and(|e| e == "pyc") {
+                    pyc += 1;
+                    &[0o644]
+                } else {
+                    &[0o644, 0o755]
+                };
+                if !expected.contains(&mode) {
+                    wrong.push(format!("{:o} {}", mode, entry.path().display()));
+                }
+            }
+        }
+        assert!(pyc > 0, "{round}: no bytecode was compiled");
+        assert!(
+            wrong.is_empty(),
+            "{round}: unexpected modes:\n{}",
+            wrong.join("\n")
+        );
+    }
+}

@@ -440,6 +440,11 @@ async fn prepare(
         Ok(compile_warnings) => warnings.extend(compile_warnings),
         Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
     }
+    let pack_dir = staged.clone();
+    tokio::task::spawn_blocking(move || super::modes::normalize(&pack_dir))
+        .await
+        .map_err(|e| format!("internal error: a worker thread failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     Ok(Prepared::Build {
         python_version: built.python_version,
         from_cache: built.from_cache,

@@ -8,6 +8,7 @@
 mod engine;
 pub mod fetch;
 pub mod lock;
+pub mod modes;
 pub mod place;
 pub mod provenance;
 pub mod resolve;

@@ -22,7 +22,7 @@ use super::{VenvError, VenvSpec};
 use crate::pack::requirements::Requirements;
 
 /// Bump when the layout of a built venv or of an entry changes.
-const KEY_FORMAT: &str = "st2pack-venv-cache-1";
+const KEY_FORMAT: &str = "st2pack-venv-cache-2";
 
 /// Environment variables that choose where packages come from.
 const INDEX_ENV: [&str; 13] = [

@@ -228,6 +228,12 @@ async fn build_fresh(
     // Anything outside lib/ (e.g. bin/__pycache__) must not keep timestamp .pyc either.
     let dir = build_dir.to_path_buf();
     blocking(move || bytecode::remove_stale_pyc(&dir)).await?;
+    let dir = build_dir.to_path_buf();
+    blocking(move || {
+        crate::install::modes::normalize(&dir)
+            .map_err(|e| VenvError::io("set the mode of", e.path, e.source))
+    })
+    .await?;
     Ok(warnings)
 }
 
