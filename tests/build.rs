@@ -804,3 +804,38 @@ mod bad_input {
         root
     }
 }
+
+#[test]
+fn base_image_refuses_a_dynamically_linked_busybox_naming_its_interpreter() {
+    let sandbox = Sandbox::new();
+    let layout = sandbox.path().join("base");
+    let cache = sandbox.cache();
+    let interpreter = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "readelf -l /bin/ls | sed -n 's/.*interpreter: \\(.*\\)]/\\1/p'"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let interpreter = interpreter.trim();
+    assert!(!interpreter.is_empty(), "/bin/ls names no interpreter");
+    st2pack(
+        &sandbox,
+        &[
+            "base-image",
+            "--busybox",
+            "/bin/ls",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--tag",
+            "base:1",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ],
+    )
+    .assert_code(2)
+    .assert_stderr_has("--busybox /bin/ls: dynamically linked")
+    .assert_stderr_has(interpreter);
+    assert!(!layout.exists());
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -52,6 +52,14 @@ async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
             args.busybox.display()
         )));
     }
+    check_static(&args.busybox).map_err(|problem| {
+        usage(format!(
+            "--busybox {}: {problem}; the image holds nothing else, so its /bin/sh could not \
+             start: give a statically linked busybox (Debian: apt-get install busybox-static \
+             installs /bin/busybox)",
+            args.busybox.display()
+        ))
+    })?;
     let mtime = source_date_epoch()?;
     let cache = super::cache::open(args.cache_dir.clone(), super::cache::DEFAULT_LOCK_TIMEOUT)?;
     let store = cache.blob_store().map_err(failed)?;
@@ -113,4 +121,51 @@ async fn base_image(args: &BaseArgs) -> Result<(), Failure> {
     }
     println!("{digest}");
     Ok(())
+}
+
+/// Whether `path` is an ELF executable that needs no program interpreter (a dynamic loader),
+/// the only kind that runs alone in the image; otherwise what is wrong with it.
+fn check_static(path: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .map_err(|_| "not an executable ELF file (a script or a file for another system?)")?;
+    match elf.interpreter {
+        Some(interpreter) => Err(format!(
+            "dynamically linked: it needs the program interpreter {interpreter} and the shared \
+             libraries it loads"
+        )),
+        None if elf.header.e_type != goblin::elf::header::ET_EXEC
+            && elf.header.e_type != goblin::elf::header::ET_DYN =>
+        {
+            Err("not an executable ELF file (an object file or a core dump?)".to_string())
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dynamic_binary_is_refused_with_its_interpreter() {
+        let problem = check_static(Path::new("/bin/ls")).unwrap_err();
+        assert!(
+            problem.contains("dynamically linked") && problem.contains("ld"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn a_static_busybox_and_a_script() {
+        assert_eq!(check_static(Path::new("/bin/busybox")), Ok(()));
+        let tmp = tempfile::tempdir().unwrap();
+        let script = tmp.path().join("busybox");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert!(
+            check_static(&script)
+                .unwrap_err()
+                .contains("not an executable ELF")
+        );
+    }
 }
