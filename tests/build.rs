@@ -812,7 +812,10 @@ fn base_image_refuses_a_dynamically_linked_busybox_naming_its_interpreter() {
     let cache = sandbox.cache();
     let interpreter = String::from_utf8(
         Command::new("sh")
-            .args(["-c", "readelf -l /bin/ls | sed -n 's/.*interpreter: \\(.*\\)]/\\1/p'"])
+            .args([
+                "-c",
+                "readelf -l /bin/ls | sed -n 's/.*interpreter: \\(.*\\)]/\\1/p'",
+            ])
             .output()
             .unwrap()
             .stdout,
@@ -838,4 +841,44 @@ fn base_image_refuses_a_dynamically_linked_busybox_naming_its_interpreter() {
     .assert_stderr_has("--busybox /bin/ls: dynamically linked")
     .assert_stderr_has(interpreter);
     assert!(!layout.exists());
+}
+
+/// The label (and the pack's record) names the source given to this build, even when an earlier
+/// build installed the very same commit from another URL into the same cached build root.
+#[test]
+fn the_label_names_the_source_given_even_for_a_commit_built_before_from_elsewhere() {
+    let sandbox = Sandbox::new();
+    let repo = pack_repo(sandbox.path(), "hello_st2", &["1.1.0"]);
+    let mirror = sandbox.path().join("mirror");
+    fs::create_dir(&mirror).unwrap();
+    let mirror = common::repos::bare_clone(&repo, &mirror, "hello_st2");
+    for source in [
+        format!("file://{}", repo.display()),
+        format!("file://{}", mirror.display()),
+    ] {
+        let layout = sandbox.path().join("layout");
+        build(
+            &sandbox,
+            &[
+                "--no-base-requirements",
+                &source,
+                "--base",
+                "scratch",
+                "--tag",
+                "st2packs:1",
+                "--output",
+                &format!("oci:{}:1", layout.display()),
+            ],
+        )
+        .assert_ok();
+        let inspect = st2pack(
+            &sandbox,
+            &["inspect", "--json", &format!("oci:{}:1", layout.display())],
+        );
+        assert_eq!(
+            inspect.assert_ok().json()["packs"][0]["source"],
+            source.as_str()
+        );
+        fs::remove_dir_all(&layout).unwrap();
+    }
 }

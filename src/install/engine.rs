@@ -413,8 +413,15 @@ async fn prepare(
     };
     let installed_pack = options.targets.packs_dir.join(name);
     let installed_venv = options.targets.virtualenvs_dir.join(name);
+    // The record must name the source and ref given this time (the image label is made from
+    // it), so the same commit from another URL is installed again; its virtualenv comes from
+    // the cache.
     let unchanged = !options.force
-        && Provenance::read(&installed_pack).is_some_and(|old| old.same_install_as(&provenance))
+        && Provenance::read(&installed_pack).is_some_and(|old| {
+            old.same_install_as(&provenance)
+                && old.source == provenance.source
+                && old.r#ref == provenance.r#ref
+        })
         && venv::is_intact(&installed_venv);
     if unchanged {
         return Ok(Prepared::Unchanged {

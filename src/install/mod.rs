@@ -63,7 +63,8 @@ pub struct InstallOptions {
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Installed,
-    /// Same commit, requirements and interpreter as the install already in place: skipped.
+    /// Same source, ref, commit, requirements and interpreter as the install already in place:
+    /// skipped.
     Unchanged,
     Failed,
 }
