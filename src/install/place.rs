@@ -1,13 +1,18 @@
 //! Atomic placement of a pack and its virtualenv.
 //!
 //! Each pack is built in a transaction directory beside its target (same filesystem, so moves are
-//! renames): `<packs>/.st2pack-staging/<id>/` and `<virtualenvs>/.st2pack-staging/<id>/`. Two
-//! renames cannot be one atomic step, so the commit writes a journal first; a run that finds a
-//! journal left by a killed process rolls the pack back to exactly its previous state before it
-//! does anything else, and removes every other leftover.
+//! renames): `<packs>/.st2pack-staging/<id>/` and `<virtualenvs>/.st2pack-staging/<id>/`. A new
+//! tree replaces the previous one by exchanging the two directories in one step (Linux
+//! `renameat2(RENAME_EXCHANGE)`), so `packs/<pack>` and `virtualenvs/<pack>` name a complete
+//! tree at every instant. The pack and its virtualenv are still two exchanges, so the commit
+//! first writes (and syncs) a journal naming the pack and the new trees; a run that finds a
+//! journal without its `committed` marker puts the previous trees back before it does anything
+//! else, and removes every other leftover. Where the filesystem cannot exchange, the previous
+//! tree is moved aside first, and recovery handles that state too.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -64,11 +69,12 @@ impl Targets {
                 .to_string_lossy()
                 .to_string();
             let txn = Transaction::open(self, &id);
-            if let Some(name) = txn.journal_name() {
+            if let Some(journal) = txn.read_journal() {
                 if txn.pack_dir.join(COMMITTED).exists() {
                     txn.cleanup()?;
                 } else {
-                    txn.roll_back(&name)?;
+                    let name = journal.name.clone();
+                    txn.roll_back(&journal)?;
                     notes.push(format!(
                         "rolled back an interrupted install of pack {name}: its previous version is in place"
                     ));
@@ -123,24 +129,59 @@ impl Transaction {
 
     /// Moves the staged pack and virtualenv into place as `name`, replacing any previous install.
     pub fn commit(self, name: &str) -> Result<(), PlaceError> {
-        let pack_target = self.targets.packs_dir.join(name);
-        let venv_target = self.targets.virtualenvs_dir.join(name);
+        self.commit_stepwise(name, |_| true)
+    }
+
+    /// [`commit`](Self::commit), asking `go_on` after each step whether to continue: `false`
+    /// leaves everything as a process killed at that point would.
+    fn commit_stepwise(
+        self,
+        name: &str,
+        mut go_on: impl FnMut(Step) -> bool,
+    ) -> Result<(), PlaceError> {
         self.write_journal(name)?;
+        if !go_on(Step::Journaled) {
+            return Ok(());
+        }
         let moves = [
-            (&pack_target, self.pack_dir.join(OLD_PACK)),
-            (&venv_target, self.venv_dir.join(OLD_VENV)),
+            (
+                self.staged_pack(),
+                self.targets.packs_dir.join(name),
+                self.pack_dir.join(OLD_PACK),
+            ),
+            (
+                self.staged_venv(),
+                self.targets.virtualenvs_dir.join(name),
+                self.venv_dir.join(OLD_VENV),
+            ),
         ];
-        for (target, old) in &moves {
-            if fs::symlink_metadata(target).is_ok() {
-                fs::rename(target, old).map_err(|e| err(target, e))?;
+        for (staged, target, old) in &moves {
+            if fs::symlink_metadata(target).is_err() {
+                rename(staged, target)?;
+            } else if !exchange(staged, target)? {
+                rename(target, old)?;
+                if !go_on(Step::MovedAside) {
+                    return Ok(());
+                }
+                rename(staged, target)?;
+            }
+            if !go_on(Step::Placed) {
+                return Ok(());
             }
         }
-        fs::rename(self.staged_pack(), &pack_target).map_err(|e| err(&pack_target, e))?;
-        fs::rename(self.staged_venv(), &venv_target).map_err(|e| err(&venv_target, e))?;
-        sync_dir(&self.targets.packs_dir);
-        sync_dir(&self.targets.virtualenvs_dir);
+        for dir in [
+            &self.targets.packs_dir,
+            &self.targets.virtualenvs_dir,
+            &self.pack_dir,
+            &self.venv_dir,
+        ] {
+            sync_dir(dir);
+        }
         let marker = self.pack_dir.join(COMMITTED);
-        fs::write(&marker, b"").map_err(|e| err(&marker, e))?;
+        write_synced(&marker, b"")?;
+        if !go_on(Step::Committed) {
+            return Ok(());
+        }
         self.cleanup()
     }
 
@@ -149,52 +190,84 @@ impl Transaction {
         self.cleanup()
     }
 
+    /// Records, durably, which pack is being replaced and which directories are the new trees
+    /// (by inode: an exchange leaves no other trace of which tree is where).
     fn write_journal(&self, name: &str) -> Result<(), PlaceError> {
-        let path = self.pack_dir.join(JOURNAL);
-        let mut file = fs::File::create(&path).map_err(|e| err(&path, e))?;
-        file.write_all(name.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| err(&path, e))?;
-        sync_dir(&self.pack_dir);
+        let inode = |path: &Path| {
+            fs::symlink_metadata(path)
+                .map(|m| m.ino())
+                .map_err(|e| err(path, e))
+        };
+        let text = format!(
+            "{name}\n{}\n{}\n",
+            inode(&self.staged_pack())?,
+            inode(&self.staged_venv())?
+        );
+        write_synced(&self.pack_dir.join(JOURNAL), text.as_bytes())?;
+        for staging in [self.pack_dir.parent(), self.venv_dir.parent()] {
+            staging.map(sync_dir);
+        }
         Ok(())
     }
 
-    fn journal_name(&self) -> Option<String> {
-        let name = fs::read_to_string(self.pack_dir.join(JOURNAL)).ok()?;
+    fn read_journal(&self) -> Option<Journal> {
+        let text = fs::read_to_string(self.pack_dir.join(JOURNAL)).ok()?;
+        let mut lines = text.lines();
         // The journal names the directory to restore: it must be a plain name, never a path.
-        crate::pack::name::PackName::new(name.trim())
-            .ok()
-            .map(|n| n.as_str().to_string())
+        let name = crate::pack::name::PackName::new(lines.next()?.trim()).ok()?;
+        let mut inode = || lines.next().and_then(|l| l.trim().parse::<u64>().ok());
+        Some(Journal {
+            name: name.as_str().to_string(),
+            new_pack: inode(),
+            new_venv: inode(),
+        })
     }
 
-    /// Restores the state from before `commit` started: a new tree that made it into place is
-    /// removed, and the old one is moved back.
-    fn roll_back(self, name: &str) -> Result<(), PlaceError> {
+    /// Restores the state from before `commit` started: wherever the new tree made it into
+    /// place, the previous one (or none) is put back.
+    fn roll_back(self, journal: &Journal) -> Result<(), PlaceError> {
+        let name = &journal.name;
         let pairs = [
             (
                 self.targets.packs_dir.join(name),
                 self.staged_pack(),
                 self.pack_dir.join(OLD_PACK),
+                journal.new_pack,
             ),
             (
                 self.targets.virtualenvs_dir.join(name),
                 self.staged_venv(),
                 self.venv_dir.join(OLD_VENV),
+                journal.new_venv,
             ),
         ];
-        for (target, staged, old) in &pairs {
-            let new_moved_in = fs::symlink_metadata(staged).is_err();
-            if new_moved_in && fs::symlink_metadata(target).is_ok() {
-                remove_all(target)?;
-            }
-            if fs::symlink_metadata(old).is_ok() {
-                if fs::symlink_metadata(target).is_ok() {
-                    // The old tree was never moved out of the way: it is still in place.
-                    remove_all(old)?;
+        for (target, staged, old, new_inode) in &pairs {
+            let in_place = fs::symlink_metadata(target).ok().map(|m| m.ino());
+            let exists = |path: &Path| fs::symlink_metadata(path).is_ok();
+            if in_place.is_some() && in_place == *new_inode {
+                if exists(staged) {
+                    // Exchanged: the previous tree is in staging; exchange it back.
+                    if !exchange(staged, target)? {
+                        return Err(err(
+                            target,
+                            "cannot exchange it back with the previous tree",
+                        ));
+                    }
+                } else if exists(old) {
+                    if !exchange(old, target)? {
+                        rename(target, staged)?;
+                        rename(old, target)?;
+                    }
                 } else {
-                    fs::rename(old, target).map_err(|e| err(target, e))?;
+                    // A first install: move the new tree back into staging, to be removed.
+                    rename(target, staged)?;
                 }
+            } else if in_place.is_none() && exists(old) {
+                rename(old, target)?;
             }
+        }
+        for dir in [&self.targets.packs_dir, &self.targets.virtualenvs_dir] {
+            sync_dir(dir);
         }
         self.cleanup()
     }
@@ -223,6 +296,55 @@ fn remove_all(path: &Path) -> Result<(), PlaceError> {
         Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(|e| err(path, e)),
         Ok(_) => fs::remove_file(path).map_err(|e| err(path, e)),
     }
+}
+
+/// What a journal records.
+struct Journal {
+    name: String,
+    /// Inodes of the new pack and virtualenv directories (none in a journal from an older
+    /// version, which only the moved-aside state needs).
+    new_pack: Option<u64>,
+    new_venv: Option<u64>,
+}
+
+/// The points at which a commit can be interrupted, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The journal is durable; nothing has moved.
+    Journaled,
+    /// Only where the filesystem cannot exchange: the previous tree was moved aside.
+    MovedAside,
+    /// The new pack (then the new virtualenv) is in place.
+    Placed,
+    /// The `committed` marker is durable; staging still holds the previous trees.
+    Committed,
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), PlaceError> {
+    fs::rename(from, to).map_err(|e| err(to, e))
+}
+
+/// Swaps `a` and `b` in one atomic step; `false` when the filesystem (or kernel) cannot.
+fn exchange(a: &Path, b: &Path) -> Result<bool, PlaceError> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(true),
+        Err(e) if [Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP].contains(&e) => Ok(false),
+        Err(e) => Err(err(b, std::io::Error::from(e))),
+    }
+}
+
+/// Writes `path` and makes it and its directory entry durable before returning.
+fn write_synced(path: &Path, content: &[u8]) -> Result<(), PlaceError> {
+    let mut file = fs::File::create(path).map_err(|e| err(path, e))?;
+    file.write_all(content)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| err(path, e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
 }
 
 /// Makes the renames in `dir` durable; best effort, as some filesystems refuse to sync a directory.
@@ -333,6 +455,86 @@ mod tests {
             );
             assert!(staging_is_empty(&targets), "step {step}");
         }
+    }
+
+    /// Stops a real commit after each of its steps, as a kill would: at every step both
+    /// directories of the pack exist with a complete tree, and recovery leaves the previous install
+    /// (or, once the marker is written, the new one) and no debris.
+    #[test]
+    fn the_pack_and_its_virtualenv_exist_at_every_step_of_a_commit() {
+        for stop in 1..=4 {
+            let tmp = tempfile::tempdir().unwrap();
+            let targets = targets(tmp.path());
+            let txn = Transaction::begin(&targets).unwrap();
+            stage(&txn, "old");
+            txn.commit("demo").unwrap();
+
+            let txn = Transaction::begin(&targets).unwrap();
+            stage(&txn, "new");
+            let mut steps = Vec::new();
+            txn.commit_stepwise("demo", |step| {
+                // Reading both fails if either directory is missing.
+                let (pack, venv) = installed(&targets, "demo");
+                for tree in [pack, venv] {
+                    assert!(["old", "new"].contains(&tree.as_str()), "{step:?}: {tree}");
+                }
+                steps.push(step);
+                steps.len() < stop
+            })
+            .unwrap();
+            assert!(!steps.contains(&Step::MovedAside), "{steps:?}");
+
+            targets.recover().unwrap();
+            let expected = if steps.last() == Some(&Step::Committed) {
+                "new"
+            } else {
+                "old"
+            };
+            assert_eq!(
+                installed(&targets, "demo"),
+                (expected.into(), expected.into()),
+                "stop after {steps:?}"
+            );
+            assert!(staging_is_empty(&targets), "stop after {steps:?}");
+        }
+    }
+
+    #[test]
+    fn a_first_install_stopped_at_any_step_recovers_to_nothing() {
+        for stop in 1..=3 {
+            let tmp = tempfile::tempdir().unwrap();
+            let targets = targets(tmp.path());
+            let txn = Transaction::begin(&targets).unwrap();
+            stage(&txn, "new");
+            let mut count = 0;
+            txn.commit_stepwise("demo", |_| {
+                count += 1;
+                count < stop
+            })
+            .unwrap();
+            targets.recover().unwrap();
+            assert!(!targets.packs_dir.join("demo").exists(), "stop {stop}");
+            assert!(
+                !targets.virtualenvs_dir.join("demo").exists(),
+                "stop {stop}"
+            );
+            assert!(staging_is_empty(&targets), "stop {stop}");
+        }
+    }
+
+    #[test]
+    fn the_journal_and_the_marker_are_written_before_they_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let targets = targets(tmp.path());
+        let txn = Transaction::begin(&targets).unwrap();
+        stage(&txn, "new");
+        let pack_dir = txn.pack_dir.clone();
+        txn.commit_stepwise("demo", |step| step != Step::Committed)
+            .unwrap();
+        let journal = fs::read_to_string(pack_dir.join(JOURNAL)).unwrap();
+        assert!(journal.starts_with("demo\n"), "{journal:?}");
+        assert_eq!(journal.lines().count(), 3, "{journal:?}");
+        assert!(pack_dir.join(COMMITTED).exists());
     }
 
     #[test]
