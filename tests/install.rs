@@ -675,3 +675,78 @@ fn installed_files_have_the_documented_modes() {
         );
     }
 }
+
+/// Installed virtualenvs share their files with the cache: a file edited in place there must not
+/// reach the next install, neither through the virtualenv cache nor through the bytecode cache.
+#[test]
+fn a_file_edited_in_an_installed_tree_never_reaches_the_next_install() {
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let src = sandbox.path().join("src");
+    fs::create_dir(&src).unwrap();
+    copy_fixture("with_reqs", &src.join("with_reqs"));
+    let pack_arg = src.join("with_reqs");
+    // Installed twice: the second install takes everything it can from the caches.
+    sandbox.install(&[pack_arg.to_str().unwrap()]).assert_ok();
+    fs::remove_dir_all(sandbox.packs().join("with_reqs")).unwrap();
+    sandbox
+        .install(&["--force", pack_arg.to_str().unwrap()])
+        .assert_ok();
+    let append = |path: &std::path::Path, text: &[u8]| {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text)
+            .unwrap();
+    };
+    let lib = sandbox
+        .venv_python(
+            "with_reqs",
+            "import fixture_lib; print(fixture_lib.__file__)",
+        )
+        .to_string();
+    append(
+        std::path::Path::new(&lib),
+        b"\ndef shout(text):\n    return 'POISONED'\n",
+    );
+    let pycache = sandbox.packs().join("with_reqs/actions/__pycache__");
+    let pyc = fs::read_dir(&pycache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let compiled = fs::read(&pyc).unwrap();
+    append(&pyc, b"POISONED");
+
+    // A fresh install of the same pack: the virtualenv cache entry and the cached bytecode are
+    // what it would reuse.
+    fs::remove_dir_all(sandbox.packs().join("with_reqs")).unwrap();
+    fs::remove_dir_all(sandbox.venvs().join("with_reqs")).unwrap();
+    let run = sandbox.install(&["--json", pack_arg.to_str().unwrap()]);
+    run.assert_ok()
+        .assert_stderr_has("changed since it was stored");
+    assert_eq!(
+        run.json()["packs"][0]["virtualenv_from_cache"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        sandbox.venv_python(
+            "with_reqs",
+            "import fixture_lib; print(fixture_lib.shout('hi'))"
+        ),
+        "HI!"
+    );
+    assert!(
+        fs::read(&pyc).unwrap() == compiled,
+        "the .pyc edited in place came back from the bytecode cache"
+    );
+
+    // The rebuilt entry is sound again: the next install uses it.
+    fs::remove_dir_all(sandbox.packs().join("with_reqs")).unwrap();
+    fs::remove_dir_all(sandbox.venvs().join("with_reqs")).unwrap();
+    let run = sandbox.install(&["--json", pack_arg.to_str().unwrap()]);
+    run.assert_ok();
+    assert_eq!(run.json()["packs"][0]["virtualenv_from_cache"], true);
+}

@@ -29,7 +29,7 @@ use super::relocate::walk_error;
 /// name with the real source path when it loads a `.pyc`, so the recorded one only has to be
 /// stable. That makes a `.pyc` depend on nothing but the source, its relative path and the
 /// interpreter, so identical files (pip, setuptools: most of every virtualenv) are compiled once
-/// per cache and hard-linked after that. A cached `.pyc` that is used gets its mtime set to now:
+/// per cache and copied after that. A cached `.pyc` that is used gets its mtime set to now:
 /// its last use, for whoever prunes the cache.
 const COMPILE_SCRIPT: &str = r#"
 import os, sys, hashlib, py_compile, importlib.util, shutil, tempfile
@@ -38,10 +38,8 @@ skip = set(p for p in sys.argv[3].split(",") if p)
 mode = py_compile.PycInvalidationMode.CHECKED_HASH
 
 def place(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+    # Copied, not linked: a cache file shared with an installed tree would change with it.
+    shutil.copyfile(src, dst)
 
 def compile_one(path):
     rel = os.path.relpath(path, root)

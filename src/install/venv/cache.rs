@@ -7,6 +7,11 @@
 //! Layout: `<cache_dir>/<key>/venv/` plus `<cache_dir>/<key>/entry.json`. An entry is written to a
 //! `.tmp-*` directory beside it and renamed into place, so a killed or concurrent run never leaves
 //! a half entry under a key; leftovers of killed runs are swept after a day.
+//!
+//! Installed virtualenvs share their files' inodes with the entry they came from, so a file
+//! edited in place in an installed virtualenv changes the entry too. `entry.json` records a
+//! digest of the entry's tree, checked before every use: a changed entry is never restored, but
+//! rebuilt and replaced.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -141,21 +146,59 @@ fn entry_dir(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join(key)
 }
 
-/// The entry for `key`, if a complete one exists.
-pub(crate) fn lookup(cache_dir: &Path, key: &str) -> Option<EntryMeta> {
-    let dir = entry_dir(cache_dir, key);
-    let meta: EntryMeta =
-        serde_json::from_slice(&std::fs::read(dir.join(ENTRY_FILE)).ok()?).ok()?;
-    (meta.key == key && dir.join(VENV_DIR).join("pyvenv.cfg").is_file()).then_some(meta)
+/// What `entry.json` holds: the entry's facts and the digest of its tree when it was stored.
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    #[serde(flatten)]
+    meta: EntryMeta,
+    /// [`tree_digest`] of the entry's `venv/`.
+    #[serde(default)]
+    digest: String,
 }
 
-/// Puts the entry's venv into `build_dir` (which must be empty), hard-linked, and marks the
-/// entry used.
+fn read_entry(cache_dir: &Path, key: &str) -> Option<StoredEntry> {
+    let dir = entry_dir(cache_dir, key);
+    let stored: StoredEntry =
+        serde_json::from_slice(&std::fs::read(dir.join(ENTRY_FILE)).ok()?).ok()?;
+    (stored.meta.key == key && dir.join(VENV_DIR).join("pyvenv.cfg").is_file()).then_some(stored)
+}
+
+/// The entry for `key`, if a complete one exists.
+pub(crate) fn lookup(cache_dir: &Path, key: &str) -> Option<EntryMeta> {
+    read_entry(cache_dir, key).map(|stored| stored.meta)
+}
+
+/// Puts the entry's venv into `build_dir` (which must be empty), hard-linked, once its files
+/// are checked to be exactly those stored, and marks the entry used.
 pub(crate) fn restore(cache_dir: &Path, key: &str, build_dir: &Path) -> Result<(), VenvError> {
     let entry = entry_dir(cache_dir, key);
-    link_tree(&entry.join(VENV_DIR), build_dir)?;
+    let venv = entry.join(VENV_DIR);
+    let stored = read_entry(cache_dir, key).ok_or_else(|| {
+        VenvError::io(
+            "read the cache entry",
+            &entry,
+            std::io::Error::other("it is incomplete"),
+        )
+    })?;
+    if tree_digest(&venv)? != stored.digest {
+        return Err(VenvError::io(
+            "trust the cached virtualenv",
+            venv,
+            std::io::Error::other(
+                "its files changed since it was stored (was a file of an installed virtualenv \
+                 edited in place?)",
+            ),
+        ));
+    }
+    link_tree(&venv, build_dir)?;
     crate::cache::mark_used(&entry);
     Ok(())
+}
+
+/// The digest of a virtualenv tree: paths, file types and modes, link targets and contents.
+fn tree_digest(venv: &Path) -> Result<String, VenvError> {
+    crate::source::local::tree_digest(venv)
+        .map_err(|e| VenvError::io("read", venv, std::io::Error::other(e.to_string())))
 }
 
 /// Stores the finished venv in `build_dir` under `key`. An existing entry is kept unless
@@ -177,8 +220,13 @@ pub(crate) fn store(
         .prefix(TMP_PREFIX)
         .tempdir_in(cache_dir)
         .map_err(|e| VenvError::io("create a directory in", cache_dir, e))?;
-    link_tree(build_dir, &tmp.path().join(VENV_DIR))?;
-    let json = serde_json::to_vec_pretty(meta).map_err(|e| {
+    let venv = tmp.path().join(VENV_DIR);
+    link_tree(build_dir, &venv)?;
+    let stored = StoredEntry {
+        meta: meta.clone(),
+        digest: tree_digest(&venv)?,
+    };
+    let json = serde_json::to_vec_pretty(&stored).map_err(|e| {
         VenvError::io(
             "write",
             tmp.path().join(ENTRY_FILE),
@@ -234,9 +282,10 @@ fn sweep_stale_tmp(cache_dir: &Path) {
 /// (copied with their modes when the two are on different filesystems), directories get their
 /// modes once filled.
 ///
-/// Linking is what makes a warm install fast: a virtualenv is a few thousand files. Sharing
-/// inodes with the cache is safe because st2pack never edits an installed virtualenv in place (it
-/// builds a new one and swaps it in), and pip replaces files rather than rewriting them.
+/// Linking is what makes a warm install fast: a virtualenv is a few thousand files. st2pack
+/// never edits an installed virtualenv in place (it builds a new one and swaps it in), and pip
+/// replaces files rather than rewriting them; anything else that does is caught by the entry's
+/// digest (see the module docs).
 pub(crate) fn link_tree(src: &Path, dst: &Path) -> Result<(), VenvError> {
     std::fs::create_dir_all(dst).map_err(|e| VenvError::io("create", dst, e))?;
     let mut dir_modes = Vec::new();
@@ -334,6 +383,17 @@ mod tests {
         let out = tmp.path().join("out");
         restore(&cache, "k1", &out).unwrap();
         assert!(out.join("new").is_file());
+        // A file edited in place through the restored (hard-linked) copy spoils the entry.
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join("new"))
+            .unwrap();
+        file.write_all(b"tampered").unwrap();
+        let err = restore(&cache, "k1", &tmp.path().join("out2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("changed since it was stored"), "{err}");
         let names: Vec<_> = std::fs::read_dir(&cache)
             .unwrap()
             .map(|e| e.unwrap().file_name())
