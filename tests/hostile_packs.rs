@@ -257,3 +257,30 @@ fn nothing_is_written_through_the_packs_links() {
         );
     }
 }
+
+#[test]
+fn validate_names_links_out_of_the_pack_without_reading_through_them() {
+    let sandbox = Sandbox::new();
+    let secret = host_secret(&sandbox);
+    let pack = sandbox.path().join("src/hello_st2");
+    fs::create_dir_all(pack.parent().unwrap()).unwrap();
+    copy_fixture("hello_st2", &pack);
+    fs::remove_file(pack.join("pack.yaml")).unwrap();
+    symlink(&secret, pack.join("pack.yaml")).unwrap();
+    symlink(&secret, pack.join("requirements.txt")).unwrap();
+    symlink(&secret, pack.join("actions/helpers.yaml")).unwrap();
+    for format in [&[][..], &["--json"][..]] {
+        let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
+        command.arg("validate").args(format).arg(&pack);
+        let run = Run::from(command.output().unwrap());
+        run.assert_code(1);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        assert!(!output.contains(SECRET), "{output}");
+        for link in ["pack.yaml", "requirements.txt", "actions/helpers.yaml"] {
+            assert!(
+                output.contains(link) && output.contains("absolute symlink"),
+                "{output}"
+            );
+        }
+    }
+}

@@ -67,13 +67,16 @@ pub fn leaves_pack(root: &Path, link: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Every symlink under `root` that leads out of it, in path order. Nothing is followed.
+/// Every symlink under `root` that leads out of it, in path order. Nothing is followed, and
+/// `.git` is left out: it is never installed but from a clone st2pack made itself.
 pub fn escaping_links(root: &Path) -> io::Result<Vec<EscapingLink>> {
     let mut found = Vec::new();
     for entry in WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
         .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
     {
         let entry = entry.map_err(io::Error::other)?;
         if !entry.file_type().is_symlink() {
