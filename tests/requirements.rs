@@ -67,21 +67,18 @@ fn a_pack_cannot_make_the_build_read_host_files() {
         assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
     }
 
-    // A symlink in the pack to a host file, as an include and as the requirements file itself.
+    // A symlink in the pack to a host file, as an include and as the requirements file itself:
+    // refused as a link out of the pack before any requirement is read.
     pack_with(&sandbox, "-r reqs/extra.txt\n");
     fs::create_dir(pack.join("reqs")).unwrap();
     symlink(&host_file, pack.join("reqs/extra.txt")).unwrap();
     let run = sandbox.install(&[pack.to_str().unwrap()]);
-    assert_refused(
-        &sandbox,
-        &run,
-        "requirements.txt:1: -r reqs/extra.txt: it is a symlink to",
-    );
+    assert_refused(&sandbox, &run, "reqs/extra.txt -> ");
     assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
     fs::remove_file(pack.join("requirements.txt")).unwrap();
     symlink(&host_file, pack.join("requirements.txt")).unwrap();
     let run = sandbox.install(&[pack.to_str().unwrap()]);
-    assert_refused(&sandbox, &run, "requirements.txt: it is a symlink to");
+    assert_refused(&sandbox, &run, "requirements.txt -> ");
     assert!(!run.stderr.contains(SECRET), "{}", run.stderr);
 }
 
