@@ -14,15 +14,15 @@ use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use st2pack::build::label::{self as labels, PACKS_LABEL};
+use st2pack::image::annotations::{ANNOTATION_CREATED, ANNOTATION_REF_NAME};
 use st2pack::image::archive::write_archive;
 use st2pack::image::assemble::{HistoryEntry, Image, canonical_json};
 use st2pack::image::blobs::BlobStore;
-use st2pack::image::labels::{
-    self, ANNOTATION_CREATED, ANNOTATION_REF_NAME, PACKS_LABEL, PackLabel,
-};
 use st2pack::image::layout::{self, LayoutError, layout_blob_store, read_image, write_image};
 use st2pack::image::model::{self, Layer, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
 use st2pack::image::platform::host_architecture;
+use st2pack::pack::pin::{PackPin, VirtualenvPin};
 
 const EPOCH: u64 = 1_700_000_000;
 
@@ -67,13 +67,18 @@ fn make_layer(store: &BlobStore, files: &[(&str, &str, u32)]) -> Layer {
     }
 }
 
-fn pack_label(name: &str) -> PackLabel {
-    PackLabel {
+fn pack_label(name: &str) -> PackPin {
+    PackPin {
         name: name.into(),
         version: "1.0.0".into(),
         commit: Some("0123456789abcdef".into()),
         source: format!("https://git.example.com/{name}.git"),
-        python_version: Some("3.8.10".into()),
+        r#ref: None,
+        content_digest: None,
+        virtualenv: Some(VirtualenvPin {
+            key: None,
+            python_version: "3.8.10".into(),
+        }),
     }
 }
 

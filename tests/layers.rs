@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
+use st2pack::build::pack_layer::pack_layer;
 use st2pack::image::blobs::BlobStore;
 use st2pack::image::layer::{
     Compression, LayerError, LayerInput, LayerOptions, LayerStats, build_layer, build_layers,
@@ -166,7 +167,7 @@ fn make_tree(root: &Path, variant: &Variant) -> (PathBuf, PathBuf) {
 }
 
 fn input(pack: &Path, venv: &Path) -> LayerInput {
-    LayerInput::pack("demo", pack, Some(venv.to_path_buf()))
+    pack_layer("demo", pack, Some(venv.to_path_buf()))
 }
 
 fn options(compression: Compression) -> LayerOptions {
@@ -602,7 +603,7 @@ fn parallel_builds_match_sequential_ones_in_order() {
         let tree = dir.path().join(format!("pack{n}"));
         fs::create_dir_all(&tree).expect("mkdir");
         fs::write(tree.join("pack.yaml"), format!("name: pack{n}\n")).expect("write");
-        inputs.push(LayerInput::pack(&format!("pack{n}"), tree, None));
+        inputs.push(pack_layer(&format!("pack{n}"), tree, None));
     }
     let sequential: Vec<(Layer, LayerStats)> = inputs
         .iter()
@@ -612,7 +613,7 @@ fn parallel_builds_match_sequential_ones_in_order() {
         build_layers(&store, inputs.clone(), &options(Compression::Zstd), 2).expect("parallel");
     assert_eq!(parallel, sequential);
 
-    inputs.push(LayerInput::pack("missing", dir.path().join("nope"), None));
+    inputs.push(pack_layer("missing", dir.path().join("nope"), None));
     let err = build_layers(&store, inputs, &options(Compression::Zstd), 2).expect_err("missing");
     assert!(err.to_string().contains("nope"), "{err}");
 }
@@ -630,7 +631,7 @@ fn a_changed_pack_is_the_only_layer_rebuilt() {
         let venv = dir.path().join(format!("venv{n}"));
         fs::create_dir_all(venv.join("lib")).expect("mkdir");
         fs::write(venv.join("lib/dep.py"), "X = 1\n".repeat(1000)).expect("write");
-        inputs.push(LayerInput::pack(&format!("pack{n}"), tree, Some(venv)));
+        inputs.push(pack_layer(&format!("pack{n}"), tree, Some(venv)));
     }
     // Backdated past the racy window, as trees are in practice by the next build.
     let status = Command::new("find")

@@ -1,13 +1,13 @@
 //! The installed tree an image is made from: `<root>/packs/<pack>` and
-//! `<root>/virtualenvs/<pack>`, the layout `st2-pack-install` writes.
+//! `<root>/virtualenvs/<pack>`, the layout `st2-pack-install` writes, with each pack's pin.
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::install::provenance::Provenance;
 use crate::pack::manifest::PackManifest;
 use crate::pack::name::PackName;
+use crate::pack::pin::{PackPin, VirtualenvPin};
 
 /// One installed pack, ready to become a layer.
 #[derive(Debug, Clone)]
@@ -16,10 +16,9 @@ pub struct PackTree {
     pub pack_dir: PathBuf,
     /// Absent for a pack installed by another tool without a virtualenv.
     pub virtualenv_dir: Option<PathBuf>,
-    pub version: String,
-    pub commit: Option<String>,
-    pub source: Option<String>,
-    pub python_version: Option<String>,
+    /// What the install was: the pin st2pack left, or for a pack installed by another tool what
+    /// its pack.yaml and virtualenv say (its source is then the directory it was found in).
+    pub pin: PackPin,
 }
 
 #[derive(Debug, Error)]
@@ -65,29 +64,39 @@ pub fn collect(root: &Path) -> Result<Vec<PackTree>, TreeError> {
 pub fn pack_tree(root: &Path, name: PackName) -> Result<PackTree, TreeError> {
     let pack_dir = root.join("packs").join(name.as_str());
     let virtualenv_dir = root.join("virtualenvs").join(name.as_str());
-    let provenance = Provenance::read(&pack_dir);
-    let version = match &provenance {
-        Some(p) => p.version.clone(),
-        None => {
-            PackManifest::load(&pack_dir)
-                .map_err(|e| TreeError::Pack {
-                    path: pack_dir.clone(),
-                    message: e.to_string(),
-                })?
-                .version
-        }
+    let pin = match PackPin::read(&pack_dir) {
+        // The directory names the pack in the image, whatever a copied pin says.
+        Some(pin) => PackPin {
+            name: name.to_string(),
+            ..pin
+        },
+        None => unpinned(&name, &pack_dir, &virtualenv_dir)?,
     };
     Ok(PackTree {
-        virtualenv_dir: virtualenv_dir.is_dir().then_some(virtualenv_dir.clone()),
-        python_version: provenance
-            .as_ref()
-            .map(|p| p.virtualenv.python_version.clone())
-            .or_else(|| python_version_of(&virtualenv_dir)),
-        commit: provenance.as_ref().and_then(|p| p.commit.clone()),
-        source: provenance.as_ref().map(|p| p.source.clone()),
-        version,
+        virtualenv_dir: virtualenv_dir.is_dir().then_some(virtualenv_dir),
         pack_dir,
         name,
+        pin,
+    })
+}
+
+/// What can be known of a pack installed without a pin.
+fn unpinned(name: &PackName, pack_dir: &Path, virtualenv_dir: &Path) -> Result<PackPin, TreeError> {
+    let manifest = PackManifest::load(pack_dir).map_err(|e| TreeError::Pack {
+        path: pack_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(PackPin {
+        name: name.to_string(),
+        version: manifest.version,
+        source: pack_dir.display().to_string(),
+        r#ref: None,
+        commit: None,
+        content_digest: None,
+        virtualenv: python_version_of(virtualenv_dir).map(|python_version| VirtualenvPin {
+            key: None,
+            python_version,
+        }),
     })
 }
 
@@ -131,8 +140,8 @@ mod tests {
         let packs = collect(tmp.path()).unwrap();
         let names: Vec<&str> = packs.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["alpha", "zeta"]);
-        assert_eq!(packs[0].version, "2.0.0");
-        assert_eq!(packs[0].python_version.as_deref(), Some("3.8.10"));
+        assert_eq!(packs[0].pin.version, "2.0.0");
+        assert_eq!(packs[0].pin.python_version(), Some("3.8.10"));
         assert!(packs[1].virtualenv_dir.is_none());
     }
 

@@ -154,20 +154,13 @@ pub struct InstallSettings {
     pub use_python3: bool,
 }
 
-/// Where an install goes: explicit directories (else st2.conf's), and the directories the packs
-/// are used from when that differs (an image root built elsewhere).
+/// Where an install goes: explicit directories, else st2.conf's. (`st2pack build` chooses its
+/// own, and the directories the packs are used from, in `build::packs`.)
 #[derive(Debug, Clone, Default)]
 pub struct Placement {
     pub packs_dir: Option<PathBuf>,
     pub virtualenvs_dir: Option<PathBuf>,
-    pub runtime: Option<RuntimeDirs>,
     pub progress: Progress,
-}
-
-#[derive(Debug, Clone)]
-pub struct RuntimeDirs {
-    pub packs: PathBuf,
-    pub virtualenvs: PathBuf,
 }
 
 impl InstallSettings {
@@ -190,10 +183,6 @@ impl InstallSettings {
         let virtualenvs_dir = placement
             .virtualenvs_dir
             .unwrap_or_else(|| config.virtualenvs_dir());
-        let runtime = placement.runtime.unwrap_or_else(|| RuntimeDirs {
-            packs: packs_dir.clone(),
-            virtualenvs: virtualenvs_dir.clone(),
-        });
         let mut index_urls = split_url_list(&self.index_url);
         if index_urls.is_empty() {
             index_urls = config.index_urls();
@@ -224,8 +213,8 @@ impl InstallSettings {
                 packs_dir: absolute(&packs_dir)?,
                 virtualenvs_dir: absolute(&virtualenvs_dir)?,
             },
-            packs_runtime_dir: absolute(&runtime.packs)?,
-            virtualenvs_runtime_dir: absolute(&runtime.virtualenvs)?,
+            packs_runtime_dir: absolute(&packs_dir)?,
+            virtualenvs_runtime_dir: absolute(&virtualenvs_dir)?,
             python: self
                 .python
                 .clone()
@@ -269,7 +258,6 @@ pub fn run(args: &InstallArgs) -> i32 {
     let placement = Placement {
         packs_dir: args.packs_dir.clone(),
         virtualenvs_dir: args.virtualenvs_dir.clone(),
-        runtime: None,
         progress: Progress::new(args.verbose || args.debug),
     };
     run_to_exit_code(async {

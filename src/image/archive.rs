@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
+use super::annotations::{ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::assemble::{Image, canonical_json, descriptor_of};
 use super::blobs::BlobStore;
-use super::labels::{ANNOTATION_CONTAINERD_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::layout::{OCI_LAYOUT_FILE, OCI_LAYOUT_VERSION};
 use super::model::{self, OCI_INDEX, OCI_MANIFEST};
 

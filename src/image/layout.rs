@@ -20,9 +20,9 @@ use oci_spec::image::{Descriptor as OciDescriptor, ImageIndex};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::annotations::ANNOTATION_REF_NAME;
 use super::assemble::{Image, ImageError, canonical_json};
 use super::blobs::{BlobError, BlobStore};
-use super::labels::ANNOTATION_REF_NAME;
 use super::manifest::{self, Manifest, ManifestError};
 use super::model::{
     self, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, Descriptor, OCI_INDEX, OCI_MANIFEST,

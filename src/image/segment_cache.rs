@@ -11,7 +11,10 @@
 //!
 //! Records are small JSON files `<root>/segments/<key>.json` (or in a directory of their own, see
 //! [`SegmentCache::open_in`]); they point into blobs and take no room of their own. A record's
-//! mtime is its last use.
+//! mtime is its last use. The layer builder's keys cover its format version, so a layer format
+//! change never finds an older record; `RECORD_FORMAT` versions the record files themselves.
+//! This module depends only on the blob store: the layer builder uses it, never the other way
+//! round.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Take};
@@ -21,8 +24,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::blobs::BlobStore;
-use super::layer::FORMAT_VERSION;
 use super::model;
+
+/// Version of the record files; a record of another version is ignored.
+const RECORD_FORMAT: u32 = 2;
 
 /// Where an earlier build left a segment's compressed member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +102,7 @@ impl SegmentCache {
             .ok()?
             .len();
         let end = record.offset.checked_add(record.length)?;
-        let valid = stored.format == FORMAT_VERSION
+        let valid = stored.format == RECORD_FORMAT
             && end <= blob_len
             && model::sha256_hex(&record.member_digest).is_some()
             && model::sha256_hex(&record.tar_digest).is_some();
@@ -135,7 +140,7 @@ impl SegmentCache {
             )
         })?;
         let stored = StoredRecord {
-            format: FORMAT_VERSION,
+            format: RECORD_FORMAT,
             record: record.clone(),
         };
         let json = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;

@@ -11,12 +11,12 @@ use tokio::sync::Semaphore;
 use super::fetch::{FetchContext, FetchedPack, fetch_pack};
 use super::lock::{self, LockError};
 use super::place::PlaceError;
-use super::provenance::{Provenance, VirtualenvRecord};
 use super::resolve::{Candidate, Decision, resolve};
 use super::venv::{self, PythonInfo, VenvError, VenvSpec};
 use super::{InstallOptions, InstallReport, PackOutcome, Status};
 use crate::cache::{Bucket, Cache, CacheError};
 use crate::pack::name::is_system_pack;
+use crate::pack::pin::{PackPin, VirtualenvPin};
 use crate::pack::spec::{PackSource, PackSpec};
 use crate::progress::{Phase, Progress, Step};
 use crate::source::git::GitOptions;
@@ -399,29 +399,24 @@ async fn prepare(
         rebuild: options.force,
     };
     let key = venv::venv_key(&spec).map_err(|e| e.to_string())?;
-    let provenance = Provenance {
+    let pin = PackPin {
         name: name.to_string(),
         version: pack.manifest.version.clone(),
         source: pack.source.clone(),
         r#ref: pack.reference.clone(),
         commit: pack.commit.clone(),
         content_digest: pack.content_digest.clone(),
-        virtualenv: VirtualenvRecord {
-            key,
+        virtualenv: Some(VirtualenvPin {
+            key: Some(key),
             python_version: python.version.clone(),
-        },
+        }),
     };
     let installed_pack = options.targets.packs_dir.join(name);
     let installed_venv = options.targets.virtualenvs_dir.join(name);
-    // The record must name the source and ref given this time (the image label is made from
-    // it), so the same commit from another URL is installed again; its virtualenv comes from
-    // the cache.
+    // The same commit from another URL is installed again (see `PackPin::same_install_as`); its
+    // virtualenv comes from the cache.
     let unchanged = !options.force
-        && Provenance::read(&installed_pack).is_some_and(|old| {
-            old.same_install_as(&provenance)
-                && old.source == provenance.source
-                && old.r#ref == provenance.r#ref
-        })
+        && PackPin::read(&installed_pack).is_some_and(|old| old.same_install_as(&pin))
         && venv::is_intact(&installed_venv);
     if unchanged {
         return Ok(Prepared::Unchanged {
@@ -436,8 +431,7 @@ async fn prepare(
     let mut warnings = built.warnings.clone();
     keep_config(&installed_pack, &staged)
         .map_err(|e| format!("{}: {e}", installed_pack.display()))?;
-    provenance
-        .write(&staged)
+    pin.write(&staged)
         .map_err(|e| format!("{}: {e}", staged.display()))?;
     // A pack's Python files are compiled like its virtualenv, so a read-only volume never needs
     // bytecode written at run time. Files that do not compile (Python 2 syntax in an old

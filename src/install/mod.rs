@@ -10,7 +10,6 @@ pub mod fetch;
 pub mod lock;
 pub mod modes;
 pub mod place;
-pub mod provenance;
 pub mod resolve;
 pub mod venv;
 

@@ -4,6 +4,7 @@
 
 pub mod manifest;
 pub mod name;
+pub mod pin;
 pub mod requirements;
 pub mod spec;
 pub mod symlinks;

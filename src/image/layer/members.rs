@@ -17,10 +17,11 @@ use std::io::{self, Read, Write};
 use std::mem;
 use std::path::Path;
 
+use super::error::LayerError;
+use super::input::{FORMAT_VERSION, LayerOptions, LayerStats};
 use super::pipeline::{ChunkWriter, Compressor, HashingWriter, StreamDigest};
 use super::scan::{Entry, Kind, Plan};
 use super::tarball::{self, END_OF_ARCHIVE};
-use super::{FORMAT_VERSION, LayerError, LayerOptions, LayerStats};
 use crate::image::blobs::{BlobStore, BlobWriter};
 use crate::image::cache_key::KeyHasher;
 use crate::image::model::Layer;
@@ -294,7 +295,8 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::image::layer::{Compression, LayerInput, build_layer_reusing};
+    use crate::image::layer::input::{Compression, LayerInput};
+    use crate::image::layer::scan;
     use crate::image::model;
 
     struct Fixture {
@@ -320,7 +322,10 @@ mod tests {
         }
         let store = BlobStore::open(dir.path().join("blobs")).expect("store");
         let cache = SegmentCache::open(dir.path().join("cache"), &store).expect("cache");
-        let input = LayerInput::pack("p", &pack, Some(venv));
+        let input = LayerInput::new([
+            (pack.clone(), "/opt/stackstorm/packs/p"),
+            (venv, "/opt/stackstorm/virtualenvs/p"),
+        ]);
         Fixture {
             dir,
             pack,
@@ -336,6 +341,15 @@ mod tests {
             compression,
             ..LayerOptions::default()
         }
+    }
+
+    fn build_layer_reusing(
+        store: &BlobStore,
+        input: &LayerInput,
+        options: &LayerOptions,
+        segments: Option<&SegmentCache>,
+    ) -> Result<(Layer, LayerStats), LayerError> {
+        write_layer(store, &scan::plan(input)?, options, segments)
     }
 
     fn build(f: &Fixture, compression: Compression) -> (Layer, LayerStats) {

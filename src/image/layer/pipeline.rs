@@ -6,7 +6,7 @@ use flate2::GzBuilder;
 use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 
-use super::Compression;
+use super::input::Compression;
 
 /// The size of every write the compressor receives (but the last).
 pub(super) const CHUNK: usize = 256 * 1024;

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::{LayerError, LayerInput};
+use super::error::LayerError;
+use super::input::LayerInput;
 
 /// Bookkeeping the installer keeps at the top of its target directories; StackStorm ignores it and
 /// so does the image.

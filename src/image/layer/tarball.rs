@@ -12,8 +12,9 @@ use std::path::Path;
 
 use tar::{EntryType, Header};
 
+use super::error::LayerError;
+use super::input::{LayerOptions, LayerStats};
 use super::scan::{Entry, Kind};
-use super::{LayerError, LayerOptions, LayerStats};
 
 const BLOCK: usize = 512;
 const NAME_FIELD: usize = 100;
@@ -206,8 +207,8 @@ mod tests {
     use std::fs;
     use std::path::PathBuf;
 
-    use super::super::Compression;
     use super::*;
+    use crate::image::layer::input::Compression;
 
     fn options() -> LayerOptions {
         LayerOptions {

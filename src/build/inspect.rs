@@ -1,0 +1,135 @@
+//! Reading back what an image carries — the packs its label lists, and its layers — from a
+//! registry or an OCI layout, without pulling the layers.
+
+use thiserror::Error;
+
+use super::label::{self, LabelError};
+use crate::image::assemble::{Image, ImageError};
+use crate::image::layout::{self, LayoutError};
+use crate::image::manifest::{self, Manifest};
+use crate::image::model::Descriptor;
+use crate::pack::pin::PackPin;
+use crate::registry::{
+    Reference, ReferenceError, RegistryClient, RegistryError, fetch_manifest_and_config,
+};
+
+/// An image to inspect, as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageName {
+    /// `oci:DIR[:TAG]`, as typed.
+    Layout(String),
+    /// An image in a registry; `name` is the reference as typed.
+    Registry { name: String, reference: Reference },
+}
+
+/// What an image carries.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// The image's name: the layout as typed, or the full registry reference.
+    pub image: String,
+    /// The manifest's digest, when read from a registry.
+    pub digest: Option<String>,
+    /// The packs, as the image's label records them.
+    pub packs: Vec<PackPin>,
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Debug, Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Reference(ReferenceError),
+    #[error("{image}: {source}")]
+    Layout {
+        image: String,
+        source: Box<LayoutError>,
+    },
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    #[error("{image}: {source}")]
+    Config { image: String, source: ImageError },
+    #[error("{image}: {source}")]
+    Label { image: String, source: LabelError },
+}
+
+impl InspectError {
+    /// Exit code: 2 for an image named wrongly or not found where the user said, 1 for an image
+    /// that cannot be read (a registry's own code).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            InspectError::Reference(_) | InspectError::Layout { .. } => 2,
+            InspectError::Registry(e) => e.exit_code(),
+            InspectError::Config { .. } | InspectError::Label { .. } => 1,
+        }
+    }
+}
+
+impl ImageName {
+    /// `oci:DIR[:TAG]`, or a registry reference.
+    pub fn parse(image: &str) -> Result<ImageName, InspectError> {
+        if image.starts_with("oci:") {
+            return Ok(ImageName::Layout(image.to_string()));
+        }
+        let reference = Reference::parse(image).map_err(InspectError::Reference)?;
+        Ok(ImageName::Registry {
+            name: image.to_string(),
+            reference,
+        })
+    }
+
+    /// The registry reference, for an image in a registry.
+    pub fn reference(&self) -> Option<&Reference> {
+        match self {
+            ImageName::Registry { reference, .. } => Some(reference),
+            ImageName::Layout(_) => None,
+        }
+    }
+
+    /// Reads the image's config and layer list; `registry` is only used for a registry image.
+    pub async fn inspect(&self, registry: &RegistryClient) -> Result<Inspected, InspectError> {
+        match self {
+            ImageName::Layout(name) => {
+                let (image, _) =
+                    layout::read_reference(name).map_err(|source| InspectError::Layout {
+                        image: name.clone(),
+                        source: Box::new(source),
+                    })?;
+                Ok(Inspected {
+                    image: name.clone(),
+                    digest: None,
+                    packs: packs_of(&image, name)?,
+                    layers: image.layers.iter().map(|l| l.descriptor.clone()).collect(),
+                })
+            }
+            ImageName::Registry { name, reference } => {
+                let (manifest, digest, config) = fetch_manifest_and_config(registry, reference)
+                    .await
+                    .map_err(|e| InspectError::Registry(Box::new(e)))?;
+                // The pull parsed and checked this manifest already; only an index would not be
+                // an image.
+                let layers = match manifest::parse(&manifest) {
+                    Ok(Manifest::Image { manifest, .. }) => manifest::blobs(&manifest).1,
+                    Ok(Manifest::Index { .. }) | Err(_) => Vec::new(),
+                };
+                let image = Image::from_config_and_descriptors(&config, layers.clone()).map_err(
+                    |source| InspectError::Config {
+                        image: name.clone(),
+                        source,
+                    },
+                )?;
+                Ok(Inspected {
+                    packs: packs_of(&image, name)?,
+                    image: reference.to_string(),
+                    digest: Some(digest),
+                    layers,
+                })
+            }
+        }
+    }
+}
+
+fn packs_of(image: &Image, name: &str) -> Result<Vec<PackPin>, InspectError> {
+    label::packs(image).map_err(|source| InspectError::Label {
+        image: name.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,207 @@
+//! The pin of an installed pack: exactly what one install of a pack is — which pack, at which
+//! version, from where, at which commit or content, and with which virtualenv inputs.
+//!
+//! One type serves every consumer, so the facts cannot drift apart: the installer writes it
+//! beside `pack.yaml` as `.st2pack.json` (and compares it to skip an unchanged re-install), the
+//! image builder reads it back from an installed tree and makes the image's pack label from it,
+//! and lock files and cache keys are to be made from it too. It lives in `pack/`, beneath both
+//! `install/` and `build/`, because it describes a pack and depends on neither.
+//!
+//! The virtualenv's inputs — the interpreter, the requirements, the installer and its settings —
+//! are recorded as the digest the virtualenv cache keys them by (`install::venv::venv_key`), next
+//! to the interpreter's Python version. The file ships inside every pack layer, so its bytes are
+//! part of the image digest: a field added here changes every image built after, and must be a
+//! deliberate change of format.
+//!
+//! A pin holds no timestamps, so identical installs give identical files, and its source carries
+//! no credentials.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the pin, inside the installed pack directory.
+pub const PIN_FILE: &str = ".st2pack.json";
+
+/// What one install of a pack is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackPin {
+    pub name: String,
+    pub version: String,
+    /// The source as the user could type it again, credentials removed; for a pack found
+    /// installed without a pin, the directory it was found in.
+    pub source: String,
+    /// The ref that was installed (`v1.2.0`, `main`, `HEAD`), when the source is git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<String>,
+    /// The git commit, when the pack came from a commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Digest of the pack's files (see `source::local::tree_digest`), when it was copied from a
+    /// directory as it is on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
+    /// The pack's virtualenv; absent when nothing is known of one (a pack installed by another
+    /// tool without a virtualenv, or an image label that names no Python).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualenv: Option<VirtualenvPin>,
+}
+
+/// What a pack's virtualenv was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualenvPin {
+    /// Digest of every input of the virtualenv build: interpreter, requirements, installer and
+    /// its settings (see `install::venv::venv_key`). Unknown for a virtualenv st2pack did not
+    /// build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Python version of the interpreter the virtualenv was built with, e.g. `3.11.7`: a
+    /// virtualenv only works with that interpreter, so this is what to compare with the st2
+    /// runtime image.
+    pub python_version: String,
+}
+
+impl PackPin {
+    /// The pin an install left in `pack_dir`; `None` when there is none, it cannot be read, or
+    /// it is a symlink (a pack may ship a file of that name, and a link would read a file outside
+    /// the pack). The pack is then treated as installed by another tool.
+    pub fn read(pack_dir: &Path) -> Option<PackPin> {
+        let path = pack_dir.join(PIN_FILE);
+        if std::fs::symlink_metadata(&path).ok()?.is_symlink() {
+            return None;
+        }
+        let text = std::fs::read(path).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Writes the pin into `pack_dir`, readable by everyone (the pack is shipped read-only),
+    /// replacing whatever the pack shipped under that name: the old entry is removed and a new
+    /// file created, so a symlink is never written through.
+    pub fn write(&self, pack_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mut text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+        let path = pack_dir.join(PIN_FILE);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)?;
+        file.write_all(&text)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+    }
+
+    /// Python version of the pack's virtualenv, when known.
+    pub fn python_version(&self) -> Option<&str> {
+        self.virtualenv.as_ref().map(|v| v.python_version.as_str())
+    }
+
+    /// The virtualenv cache key, when known.
+    pub fn virtualenv_key(&self) -> Option<&str> {
+        self.virtualenv.as_ref().and_then(|v| v.key.as_deref())
+    }
+
+    /// True when `other` installs the very same files and virtualenv inputs as `self`, from the
+    /// same source and ref: the pin (and the image label made from it) must name the source
+    /// given this time, so the same commit from another URL is installed again. A pin without a
+    /// virtualenv key cannot vouch for its virtualenv, so it is never the same.
+    pub fn same_install_as(&self, other: &PackPin) -> bool {
+        self.name == other.name
+            && self.source == other.source
+            && self.r#ref == other.r#ref
+            && self.commit == other.commit
+            && self.content_digest == other.content_digest
+            && self
+                .virtualenv_key()
+                .is_some_and(|key| other.virtualenv_key() == Some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PackPin {
+        PackPin {
+            name: "demo".into(),
+            version: "1.0.0".into(),
+            source: "https://host/demo.git".into(),
+            r#ref: Some("v1.0.0".into()),
+            commit: Some("abc".into()),
+            content_digest: None,
+            virtualenv: Some(VirtualenvPin {
+                key: Some("k".into()),
+                python_version: "3.11.7".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        sample().write(dir.path()).unwrap();
+        assert_eq!(PackPin::read(dir.path()), Some(sample()));
+    }
+
+    /// `.st2pack.json` as installs before the pin wrote it (the provenance record): it is read
+    /// back whole, and written again byte for byte, since the file is inside every pack layer and
+    /// so part of the image digest.
+    #[test]
+    fn reads_and_rewrites_the_provenance_format_byte_for_byte() {
+        let git = "{\n  \"name\": \"demo\",\n  \"version\": \"1.0.0\",\n  \"source\": \"https://host/demo.git\",\n  \"ref\": \"v1.0.0\",\n  \"commit\": \"abc\",\n  \"virtualenv\": {\n    \"key\": \"k\",\n    \"python_version\": \"3.11.7\"\n  }\n}\n";
+        let local = "{\n  \"name\": \"hello_st2\",\n  \"version\": \"0.1.0\",\n  \"source\": \"/src/hello_st2\",\n  \"content_digest\": \"0d5a\",\n  \"virtualenv\": {\n    \"key\": \"9f1e\",\n    \"python_version\": \"3.11.2\"\n  }\n}\n";
+        for (old, expected) in [(git, Some(sample())), (local, None)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(PIN_FILE), old).unwrap();
+            let pin = PackPin::read(dir.path()).expect("an old record is read");
+            if let Some(expected) = expected {
+                assert_eq!(pin, expected);
+            }
+            std::fs::remove_file(dir.path().join(PIN_FILE)).unwrap();
+            pin.write(dir.path()).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join(PIN_FILE)).unwrap(),
+                old
+            );
+        }
+    }
+
+    #[test]
+    fn a_different_commit_or_venv_key_is_a_different_install() {
+        let mut other = sample();
+        assert!(sample().same_install_as(&other));
+        other.commit = Some("def".into());
+        assert!(!sample().same_install_as(&other));
+        let other = PackPin {
+            source: "https://mirror/demo.git".into(),
+            ..sample()
+        };
+        assert!(!sample().same_install_as(&other));
+        let other = PackPin {
+            r#ref: Some("main".into()),
+            ..sample()
+        };
+        assert!(!sample().same_install_as(&other));
+        let mut other = sample();
+        other.virtualenv.as_mut().unwrap().key = Some("k2".into());
+        assert!(!sample().same_install_as(&other));
+        let unknown = PackPin {
+            virtualenv: None,
+            ..sample()
+        };
+        assert!(!unknown.same_install_as(&unknown));
+    }
+
+    #[test]
+    fn unreadable_pins_are_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(PackPin::read(dir.path()), None);
+        std::fs::write(dir.path().join(PIN_FILE), "{not json").unwrap();
+        assert_eq!(PackPin::read(dir.path()), None);
+    }
+}
