@@ -213,3 +213,132 @@ pub fn source_date_epoch() -> Result<u64, EpochError> {
 #[derive(Debug, Error)]
 #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
 pub struct EpochError(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::layout;
+    use crate::pack::pin::PIN_FILE;
+    use crate::registry::RegistryOptions;
+
+    fn cache(dir: &std::path::Path) -> Cache {
+        Cache::from_path(dir.join("cache"))
+            .init(std::time::Duration::from_secs(5), || {})
+            .unwrap()
+    }
+
+    /// An installed tree as `st2-pack-install` leaves it, with a pin in the format installs
+    /// have always written.
+    fn installed_tree(root: &std::path::Path) {
+        let pack = root.join("packs/demo");
+        std::fs::create_dir_all(pack.join("actions")).unwrap();
+        std::fs::write(
+            pack.join("pack.yaml"),
+            "ref: demo\nname: demo\ndescription: d\nversion: 1.2.0\nauthor: a\n",
+        )
+        .unwrap();
+        std::fs::write(pack.join("actions/run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        std::fs::write(
+            pack.join(PIN_FILE),
+            "{\n  \"name\": \"demo\",\n  \"version\": \"1.2.0\",\n  \"source\": \"https://ci:s3cret@git.example.com/demo.git\",\n  \"ref\": \"v1.2.0\",\n  \"commit\": \"0123456789abcdef\",\n  \"virtualenv\": {\n    \"key\": \"k\",\n    \"python_version\": \"3.8.10\"\n  }\n}\n",
+        )
+        .unwrap();
+        let venv = root.join("virtualenvs/demo");
+        std::fs::create_dir_all(&venv).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    }
+
+    /// The pipeline runs without a command line: an installed tree on scratch, written to an OCI
+    /// layout and a docker-archive, with the events in the order the steps happen.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn run_builds_an_installed_tree_and_writes_every_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        installed_tree(&root);
+        let tags = target::parse_tags(&["st2packs:1.0".to_string()]).unwrap();
+        let layout_dir = tmp.path().join("layout");
+        let archive = tmp.path().join("image.tar");
+        let outputs = [
+            format!("oci:{}", layout_dir.display()),
+            format!("docker-archive:{}", archive.display()),
+        ];
+        let request = BuildRequest {
+            packs: PackInput::Installed { root },
+            base: BaseImage::parse("scratch").unwrap(),
+            targets: target::targets(&tags, false, &outputs).unwrap(),
+            layer_options: LayerOptions::default(),
+            source: None,
+            revision: None,
+            jobs: 2,
+            cache: cache(tmp.path()),
+            registry: RegistryClient::new(RegistryOptions::default()).unwrap(),
+            progress: Progress::default(),
+        };
+        let mut events = Vec::new();
+        let outcome = run(&request, |event| {
+            events.push(match event {
+                BuildEvent::Installed(_) => "installed".to_string(),
+                BuildEvent::Warning(w) => format!("warning: {w}"),
+                BuildEvent::Built(built) => format!("built {}", built.digest()),
+                BuildEvent::Wrote(written) => format!("wrote {:?}", written.output()),
+            })
+        })
+        .await
+        .unwrap();
+
+        assert!(
+            events[0].starts_with("warning: --base scratch"),
+            "{events:?}"
+        );
+        assert_eq!(events[1], format!("built {}", outcome.digest));
+        assert_eq!(events.len(), 4, "{events:?}");
+        assert_eq!(
+            outcome
+                .written
+                .iter()
+                .map(Written::output)
+                .collect::<Vec<_>>(),
+            outputs.map(Some)
+        );
+        assert_eq!(outcome.image.packs.len(), 1);
+        let pack = &outcome.image.packs[0];
+        assert_eq!(pack.pin.r#ref.as_deref(), Some("v1.2.0"));
+        assert_eq!(pack.layer, outcome.image.image.layers[0].descriptor.digest);
+
+        // The label is made from the pin, credentials removed, in the label's own format.
+        let (read_back, _) = layout::read_image(&layout_dir, Some("1.0")).unwrap();
+        assert_eq!(
+            read_back.labels()[label::PACKS_LABEL],
+            r#"[{"name":"demo","version":"1.2.0","commit":"0123456789abcdef","source":"https://ci:***@git.example.com/demo.git","python":"3.8.10"}]"#
+        );
+        assert_eq!(
+            read_back.config_descriptor(),
+            outcome.image.image.config_descriptor()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_step_reports_its_exit_code() {
+        let tmp = tempfile::tempdir().unwrap();
+        let request = BuildRequest {
+            packs: PackInput::Installed {
+                root: tmp.path().join("nope"),
+            },
+            base: BaseImage::Scratch,
+            targets: Vec::new(),
+            layer_options: LayerOptions::default(),
+            source: None,
+            revision: None,
+            jobs: 1,
+            cache: cache(tmp.path()),
+            registry: RegistryClient::new(RegistryOptions::default()).unwrap(),
+            progress: Progress::default(),
+        };
+        let err = run(&request, |_| {})
+            .await
+            .err()
+            .expect("a missing root fails");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("no such directory"), "{err}");
+    }
+}

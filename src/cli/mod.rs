@@ -1,5 +1,7 @@
 //! The command-line edge shared by both binaries: argument definitions, exit codes, and the
-//! guarantee that a user never sees a panic or a backtrace.
+//! guarantee that a user never sees a panic or a backtrace. The work is done by `build`,
+//! `install` and `validate`; a command here turns its flags into their calls and prints what they
+//! report.
 
 pub mod base;
 pub mod build;

@@ -2,8 +2,8 @@
 //!
 //! Whatever the source (Exchange name, git URL, local directory), the result is the same: the
 //! pack's files in a transaction's staging directory, its validated manifest and name, and the
-//! provenance facts (source, ref, commit or content digest) that decide whether a re-install can
-//! be skipped.
+//! facts its pin records (source, ref, commit or content digest) that decide whether a
+//! re-install can be skipped.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,8 @@
-//! What a pack is before it is fetched: the spec a user types, the name it installs under, and the
-//! pack.yaml it must carry. Pure parsing and validation, no I/O beyond reading pack.yaml and the
-//! pack's symlinks, so every later stage can trust these types instead of re-checking strings.
+//! What a pack is before it is fetched: the spec a user types, the name it installs under, the
+//! pack.yaml it must carry and the requirements it declares; and what it is once installed: its
+//! pin. Parsing and validation of the pack's own files (pack.yaml, requirements, symlinks, the
+//! pin file), so every later stage (install, build, validate) can trust these types instead of
+//! re-checking strings.
 
 pub mod manifest;
 pub mod name;

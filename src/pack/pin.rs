@@ -155,7 +155,8 @@ mod tests {
     fn reads_and_rewrites_the_provenance_format_byte_for_byte() {
         let git = "{\n  \"name\": \"demo\",\n  \"version\": \"1.0.0\",\n  \"source\": \"https://host/demo.git\",\n  \"ref\": \"v1.0.0\",\n  \"commit\": \"abc\",\n  \"virtualenv\": {\n    \"key\": \"k\",\n    \"python_version\": \"3.11.7\"\n  }\n}\n";
         let local = "{\n  \"name\": \"hello_st2\",\n  \"version\": \"0.1.0\",\n  \"source\": \"/src/hello_st2\",\n  \"content_digest\": \"0d5a\",\n  \"virtualenv\": {\n    \"key\": \"9f1e\",\n    \"python_version\": \"3.11.2\"\n  }\n}\n";
-        for (old, expected) in [(git, Some(sample())), (local, None)] {
+        let every_field = "{\n  \"name\": \"demo\",\n  \"version\": \"1.0.0\",\n  \"source\": \"/src/demo\",\n  \"ref\": \"HEAD\",\n  \"commit\": \"abc\",\n  \"content_digest\": \"0d5a\",\n  \"virtualenv\": {\n    \"key\": \"k\",\n    \"python_version\": \"3.11.7\"\n  }\n}\n";
+        for (old, expected) in [(git, Some(sample())), (local, None), (every_field, None)] {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join(PIN_FILE), old).unwrap();
             let pin = PackPin::read(dir.path()).expect("an old record is read");
