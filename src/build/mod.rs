@@ -309,7 +309,7 @@ mod tests {
         let (read_back, _) = layout::read_image(&layout_dir, Some("1.0")).unwrap();
         assert_eq!(
             read_back.labels()[label::PACKS_LABEL],
-            r#"[{"name":"demo","version":"1.2.0","commit":"0123456789abcdef","source":"https://ci:***@git.example.com/demo.git","python":"3.8.10"}]"#
+            r#"[{"name":"demo","version":"1.2.0","commit":"0123456789abcdef","source":"https://***@git.example.com/demo.git","python":"3.8.10"}]"#
         );
         assert_eq!(
             read_back.config_descriptor(),
