@@ -11,10 +11,22 @@ use super::inspect::InspectArgs;
 use super::install::InstallArgs;
 use super::validate::ValidateArgs;
 
+/// What `--version` prints after the program name: the version, the git commit the binary was
+/// built from and its target triple (both set by build.rs), so a binary found in an image or on
+/// a runner says what it is.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ST2PACK_BUILD_COMMIT"),
+    ", ",
+    env!("ST2PACK_BUILD_TARGET"),
+    ")"
+);
+
 /// Install StackStorm packs and one Python virtualenv per pack, with no database and no
 /// message queue.
 #[derive(Debug, Parser)]
-#[command(name = "st2-pack-install", version)]
+#[command(name = "st2-pack-install", version = VERSION)]
 pub struct PackInstallCli {
     #[command(flatten)]
     pub install: InstallArgs,
@@ -28,7 +40,7 @@ impl PackInstallCli {
 
 /// Install StackStorm packs and build them into OCI images.
 #[derive(Debug, Parser)]
-#[command(name = "st2pack", version)]
+#[command(name = "st2pack", version = VERSION)]
 pub struct St2packCli {
     #[command(subcommand)]
     pub command: Command,
