@@ -77,6 +77,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub helm_values: Option<PathBuf>,
 
+    /// The image name the nodes pull, when not where it was pushed (the chart's in-cluster
+    /// registry: pushed to its service, pulled as localhost:5000/NAME). Used in the printed and
+    /// written Helm values, with the tag and digest of the build.
+    #[arg(long, value_name = "NAME")]
+    pub pull_as: Option<String>,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 
@@ -134,6 +140,12 @@ pub fn run(args: &BuildArgs) -> i32 {
 async fn build(args: &BuildArgs) -> Result<(), Failure> {
     // Everything the user typed is checked before any work starts.
     let (tags, targets) = args.targets.parse()?;
+    let pull_as = args
+        .pull_as
+        .as_deref()
+        .map(helm::parse_pull_as)
+        .transpose()
+        .map_err(|e| usage(e.to_string()))?;
     if args.packs.is_empty() && args.root.is_none() {
         return Err(usage(
             "give the packs to build (st2pack build PACK... --tag REF) or an installed tree (--root DIR)",
@@ -214,7 +226,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     // What the user needs next: the digest, and the chart values pinned by it.
     let digest = &outcome.digest;
     let helm_values = tags.first().map(|tag| {
-        let image = format!("{}/{}", tag.registry(), tag.repository());
+        let image = helm::pulled_image_name(tag, pull_as.as_ref());
         helm::packs_image_values(&image, tag.tag().unwrap_or("latest"), digest)
     });
     if let Some(values) = &helm_values {
