@@ -1256,6 +1256,348 @@ fn the_helm_values_example_pins_the_packs_image_by_digest() {
 }
 
 // ------------------------------------------------------------------------------------------
+// The Kubernetes examples: a Job and a Tekton Task that build inside the cluster.
+
+/// Every document of a (multi-document) YAML file.
+fn yaml_documents(file: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(&read(file))
+        .map(|document| {
+            Value::deserialize(document).unwrap_or_else(|e| panic!("{file}: not YAML: {e}"))
+        })
+        .filter(|document| !document.is_null())
+        .collect()
+}
+
+/// The containers of a manifest, wherever they are: pod `containers` and `initContainers`,
+/// Tekton `steps`.
+fn containers(value: &Value, out: &mut Vec<Value>) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    (Some("containers" | "initContainers" | "steps"), Value::Sequence(items)) => {
+                        out.extend(items.iter().cloned())
+                    }
+                    _ => containers(value, out),
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|v| containers(v, out)),
+        _ => {}
+    }
+}
+
+/// What a container runs, as a shell script: Tekton's `script`, the script given to
+/// `command: [sh, -c]` (in `command` or `args`), or `command` + `args` as one command line.
+fn container_script(file: &str, container: &Value) -> String {
+    if let Some(script) = container["script"].as_str() {
+        return script.to_string();
+    }
+    let argv: Vec<String> = ["command", "args"]
+        .iter()
+        .filter_map(|key| container[*key].as_sequence())
+        .flatten()
+        .map(|word| {
+            word.as_str()
+                .unwrap_or_else(|| panic!("{file}: command and args are strings"))
+                .to_string()
+        })
+        .collect();
+    let is_shell = argv
+        .first()
+        .is_some_and(|program| matches!(program.rsplit('/').next(), Some("sh" | "bash")));
+    if is_shell {
+        let script_at = argv
+            .iter()
+            .position(|word| word.starts_with('-') && word.contains('c'))
+            .map(|flag| flag + 1);
+        if let Some(script) = script_at.and_then(|at| argv.get(at)) {
+            return script.clone();
+        }
+    }
+    argv.iter()
+        .map(|word| format!("'{}'", word.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A container's `env`: literal values as they are, and a sample for each `valueFrom`, with the
+/// names of the variables that come from a Secret.
+fn container_env(container: &Value) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut vars = BTreeMap::new();
+    let mut from_secrets = Vec::new();
+    for entry in container["env"].as_sequence().into_iter().flatten() {
+        let name = entry["name"].as_str().expect("env entries have a name");
+        let value = match entry["value"].as_str() {
+            Some(value) => value.to_string(),
+            None => {
+                if !entry["valueFrom"]["secretKeyRef"].is_null() {
+                    from_secrets.push(name.to_string());
+                }
+                format!("sample-{}", name.to_ascii_lowercase())
+            }
+        };
+        vars.insert(name.to_string(), value);
+    }
+    (vars, from_secrets)
+}
+
+/// `$(params.NAME)`, `$(workspaces.NAME.path)` and `$(results.NAME.path)` replaced as Tekton does
+/// before a step runs: parameters by their default in the Task, else by a sample from `samples`.
+fn tekton_substitutions(file: &str, text: &str, task: &Value, samples: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find(')')
+            .unwrap_or_else(|| panic!("{file}: unterminated $("))
+            + start;
+        let expression = &rest[start + 2..end];
+        let parts: Vec<&str> = expression.split('.').collect();
+        let value = match parts.as_slice() {
+            ["params", name] => {
+                let declared = task["spec"]["params"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["name"].as_str() == Some(name))
+                    .unwrap_or_else(|| panic!("{file}: $(params.{name}) is not declared"));
+                match declared["default"].as_str() {
+                    Some(default) => default.to_string(),
+                    None => samples
+                        .iter()
+                        .find(|(sample, _)| sample == name)
+                        .unwrap_or_else(|| {
+                            panic!("{file}: no sample value for $(params.{name}); add one")
+                        })
+                        .1
+                        .to_string(),
+                }
+            }
+            [kind @ ("workspaces" | "results"), name, "path"] => {
+                let declared = task["spec"][*kind]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"].as_str() == Some(name));
+                assert!(declared, "{file}: $({expression}) is not declared");
+                match *kind {
+                    "workspaces" => format!("/workspace/{name}"),
+                    _ => format!("/tekton/results/{name}"),
+                }
+            }
+            // A shell command substitution, left to the shell.
+            _ => {
+                out.push_str("$(");
+                rest = &rest[start + 2..];
+                continue;
+            }
+        };
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One in-cluster build example: its single `st2pack build`, parsed, the directory of the
+/// container its cache is on, and the variables the container gets from Secrets.
+struct InClusterBuild {
+    build: Box<st2pack::cli::build::BuildArgs>,
+    container: Value,
+    from_secrets: Vec<String>,
+}
+
+fn in_cluster_build(
+    file: &str,
+    documents: &[Value],
+    substitute: &dyn Fn(&str) -> String,
+    shell_vars: &[(&str, &str)],
+) -> InClusterBuild {
+    let mut all = Vec::new();
+    for document in documents {
+        containers(document, &mut all);
+    }
+    let mut builds = Vec::new();
+    for container in &all {
+        let (mut vars, from_secrets) = container_env(container);
+        for value in vars.values_mut() {
+            *value = substitute(value);
+        }
+        vars.extend(table(shell_vars));
+        let script = substitute(&container_script(file, container));
+        let lookup = sample_vars(file, &vars);
+        for command in tool_commands(&script, &lookup) {
+            if let Parsed::St2pack(cli) = parse_tool_command(file, &command) {
+                if let Subcommand::Build(args) = cli.command {
+                    builds.push(InClusterBuild {
+                        build: args,
+                        container: container.clone(),
+                        from_secrets: from_secrets.clone(),
+                    });
+                }
+            }
+        }
+    }
+    assert_eq!(builds.len(), 1, "{file}: one st2pack build");
+    builds.pop().unwrap()
+}
+
+/// What both in-cluster examples must do: push over plain HTTP to the chart's registry by its
+/// service name, with the credentials from a Secret through stdin, name the image in the Helm
+/// values as nodes pull it (localhost:5000, through kube-registry-proxy), keep the cache.
+fn check_in_cluster_build(file: &str, found: &InClusterBuild) -> PathBuf {
+    let build = &found.build;
+    assert!(!build.packs.is_empty(), "{file}: builds packs");
+    assert!(build.targets.push, "{file}: --push");
+    assert!(build.registry.insecure, "{file}: --insecure (plain HTTP)");
+    assert!(
+        build.registry.username.is_some() && build.registry.password_stdin,
+        "{file}: --username and --password-stdin, never a password on the command line"
+    );
+    assert_eq!(
+        found.from_secrets,
+        ["REGISTRY_USER", "REGISTRY_PASSWORD"],
+        "{file}: the registry credentials come from a Secret"
+    );
+    let [tag] = build.targets.tags.as_slice() else {
+        panic!("{file}: one --tag");
+    };
+    let pushed = st2pack::registry::Reference::parse(tag).unwrap();
+    assert!(
+        pushed.registry().ends_with("docker-registry:5000"),
+        "{file}: pushes to the chart's registry service, not {tag}"
+    );
+    let pull_as = build
+        .pull_as
+        .as_deref()
+        .unwrap_or_else(|| panic!("{file}: --pull-as, the name nodes pull"));
+    let pull_as = st2pack::build::helm::parse_pull_as(pull_as).unwrap();
+    assert_eq!(
+        st2pack::build::helm::pulled_image_name(&pushed, Some(&pull_as)),
+        "localhost:5000/st2packs",
+        "{file}: the Helm values name the image as nodes pull it"
+    );
+    build
+        .install
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| panic!("{file}: --cache-dir on the persistent volume"))
+}
+
+#[test]
+fn the_kubernetes_job_builds_in_the_cluster_and_pushes_to_the_charts_registry() {
+    let file = "examples/kubernetes-job.yaml";
+    let documents = yaml_documents(file);
+    let kinds: Vec<&str> = documents
+        .iter()
+        .filter_map(|d| d["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["PersistentVolumeClaim", "Job"], "{file}");
+    let job = &documents[1];
+    assert_eq!(job["apiVersion"], "batch/v1");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never", "{file}: a Job's pod");
+
+    let found = in_cluster_build(
+        file,
+        &documents,
+        &|text| text.to_string(),
+        &[("TAG", "20260101000000")],
+    );
+    let cache = check_in_cluster_build(file, &found);
+
+    // The cache directory is a mount of the PersistentVolumeClaim the file declares.
+    let mount = found.container["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|m| m["mountPath"].as_str().map(Path::new) == Some(cache.as_path()))
+        .unwrap_or_else(|| panic!("{file}: --cache-dir {} is a volume mount", cache.display()));
+    let volume = pod["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap_or_else(|| panic!("{file}: volume {:?}", mount["name"]));
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"], documents[0]["metadata"]["name"],
+        "{file}: the cache is on the PersistentVolumeClaim"
+    );
+
+    // The build runs in the st2 runtime image with the static binaries copied in by an init
+    // container, into a volume the build container mounts.
+    assert!(
+        found.container["image"]
+            .as_str()
+            .is_some_and(|image| image.starts_with("stackstorm/st2:")),
+        "{file}: builds in the st2 runtime image"
+    );
+    let init = &pod["initContainers"][0];
+    let copy = container_script(file, init);
+    for binary in ["st2pack", "st2-pack-install"] {
+        assert!(
+            copy.contains(&format!("/{binary}'")),
+            "{file}: copies {binary}"
+        );
+    }
+    let tools = init["volumeMounts"][0]["name"].clone();
+    assert!(
+        found.container["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == tools),
+        "{file}: the build container mounts the binaries' volume"
+    );
+}
+
+#[test]
+fn the_tekton_task_builds_and_pushes_in_one_step() {
+    let file = "examples/tekton-task.yaml";
+    let documents = yaml_documents(file);
+    assert_eq!(documents.len(), 1, "{file}: one Task");
+    let task = &documents[0];
+    assert_eq!(task["kind"], "Task");
+    assert!(
+        task["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("tekton.dev/")),
+        "{file}: a Tekton resource"
+    );
+    let steps = task["spec"]["steps"].as_sequence().unwrap();
+    assert_eq!(steps.len(), 1, "{file}: one step");
+
+    let samples = [
+        (
+            "packs",
+            "https://github.com/example-org/stackstorm-mypack.git=v1.0.0",
+        ),
+        ("tag", "v1.0.0"),
+    ];
+    let substitute = |text: &str| tekton_substitutions(file, text, task, &samples);
+    let found = in_cluster_build(file, &documents, &substitute, &[]);
+    let cache = check_in_cluster_build(file, &found);
+    assert_eq!(
+        cache,
+        Path::new("/workspace/cache"),
+        "{file}: the cache on the cache workspace"
+    );
+    assert_eq!(
+        found.build.digest_file.as_deref(),
+        Some(Path::new("/tekton/results/digest")),
+        "{file}: the digest is a result"
+    );
+    assert_eq!(
+        found.build.helm_values.as_deref(),
+        Some(Path::new("/tekton/results/helm-values")),
+        "{file}: the Helm values are a result"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
 // The readers above, on known input.
 
 #[test]
