@@ -603,8 +603,75 @@ fn outputs_without_a_registry_are_read_by_skopeo_and_inspect() {
     assert_eq!(inspect.json()["packs"][0]["name"], "hello_st2");
 }
 
+#[test]
+fn pull_as_names_the_image_as_nodes_pull_it_in_the_helm_values_still_pinned_by_digest() {
+    let sandbox = Sandbox::new();
+    let root = bad_input::installed_root(&sandbox);
+    let registry = TestRegistry::start_plain();
+    let tag = format!("{}/st2packs:7", registry.host());
+    let helm_file = sandbox.path().join("values.yaml");
+    let run = build(
+        &sandbox,
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--base",
+            "scratch",
+            "--tag",
+            &tag,
+            "--push",
+            "--pull-as",
+            "localhost:5000/st2packs",
+            "--helm-values",
+            helm_file.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    run.assert_ok();
+    let digest = run.json()["digest"].as_str().unwrap().to_string();
+    // Pushed where --tag says ...
+    let inspected: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{tag}"),
+    ]))
+    .unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+    // ... and named in the written and printed values as nodes pull it, with the build's tag
+    // and digest.
+    let values: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(&helm_file).unwrap()).unwrap();
+    let entry = &values["st2"]["packs"]["images"][0];
+    assert_eq!(entry["repository"], "localhost:5000");
+    assert_eq!(entry["name"], "st2packs");
+    assert_eq!(entry["tag"].as_str().unwrap(), format!("7@{digest}"));
+    run.assert_stderr_has("repository: \"localhost:5000\"");
+    assert!(
+        !run.stderr
+            .contains(&format!("repository: \"{}\"", registry.host()))
+    );
+}
+
 mod bad_input {
     use super::*;
+
+    #[test]
+    fn a_pull_as_with_a_tag_is_a_usage_error_before_any_work() {
+        let sandbox = Sandbox::new();
+        build(
+            &sandbox,
+            &[
+                "--root",
+                "/nonexistent",
+                "--tag",
+                "x:1",
+                "--pull-as",
+                "localhost:5000/st2packs:1",
+            ],
+        )
+        .assert_code(2)
+        .assert_stderr_has("--pull-as localhost:5000/st2packs:1: it carries a tag");
+    }
 
     #[test]
     fn missing_root_and_empty_packs_dir_are_usage_errors() {
