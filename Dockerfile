@@ -16,18 +16,29 @@
 # Rust toolchain image tag: 1 (latest stable), or a version such as 1.95 (the crate needs 1.89+).
 ARG RUST_VERSION=1
 
-# The binaries, built on the same Debian release as the final stage (same glibc and OpenSSL).
+# The binaries, static (x86_64-unknown-linux-musl, from scripts/build-static.sh): they need no
+# library from the final stage, so any base works, and the same files run in any other image.
 FROM rust:${RUST_VERSION}-bookworm AS build
+ARG DEBIAN_FRONTEND=noninteractive
+# musl-gcc compiles the vendored C libraries (libgit2, OpenSSL, libssh2, zlib, zstd) for musl.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends musl-tools \
+    && rm -rf /var/lib/apt/lists/* \
+    && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+COPY scripts/build-static.sh ./scripts/
+# The commit `--version` names (.git is not in the build context):
+#   docker build --build-arg ST2PACK_BUILD_COMMIT="$(git rev-parse --short=12 HEAD)" ...
+ARG ST2PACK_BUILD_COMMIT=unknown
 # Cache mounts (BuildKit, the default builder since Docker 23) keep the crate downloads and
-# compiled dependencies between builds; the binaries are copied out of the cached target dir.
+# compiled dependencies between builds; the binaries are copied out of dist/.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bins \
+    bash scripts/build-static.sh \
     && mkdir -p /out \
-    && cp target/release/st2pack target/release/st2-pack-install /out/
+    && cp dist/st2pack dist/st2-pack-install /out/
 
 # uv, the fast virtualenv engine, from PyPI: its wheel carries a standalone binary.
 FROM python:3-slim AS uv
@@ -39,10 +50,9 @@ FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 # ca-certificates: registries, git servers and indexes over TLS; git: pip requirements given as
 # git+https:// URLs; python3 and python3-venv: the fallback virtualenv engine and the default
-# interpreter (3.11); libssl3: git2's TLS.
+# interpreter (3.11). Nothing for st2pack itself: it is static.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates git libssl3 python3 \
-        python3-venv \
+    && apt-get install -y --no-install-recommends ca-certificates git python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=uv /usr/local/bin/uv /usr/local/bin/uv
 COPY --from=build /out/st2pack /out/st2-pack-install /usr/local/bin/

@@ -768,6 +768,21 @@ fn table(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 // ------------------------------------------------------------------------------------------
 // The Dockerfiles.
 
+/// A build stage's commands run scripts/build-static.sh, which builds the release binaries with
+/// --locked for the musl target: static files that need nothing from the stage they are copied to.
+fn assert_builds_static_binaries(file: &str, build_stage_runs: &str) {
+    assert!(
+        build_stage_runs.contains("bash scripts/build-static.sh"),
+        "{file}: the build stage must run bash scripts/build-static.sh"
+    );
+    let script = read("scripts/build-static.sh");
+    assert!(
+        script.contains("target=x86_64-unknown-linux-musl")
+            && script.contains("cargo build --release --locked --target \"$target\""),
+        "scripts/build-static.sh: cargo build --release --locked for x86_64-unknown-linux-musl"
+    );
+}
+
 #[test]
 fn dockerfiles_parse_and_reference_what_exists() {
     let root = repo();
@@ -791,10 +806,7 @@ fn the_tool_image_builds_the_binaries_and_runs_st2pack() {
             .join("\n")
     };
     let build = dockerfile.stage("build");
-    assert!(
-        runs(build).contains("cargo build --release --locked"),
-        "Dockerfile: the build stage must run cargo build --release --locked"
-    );
+    assert_builds_static_binaries("Dockerfile", &runs(build));
 
     let last = dockerfile.last_stage();
     let installed = runs(last);
@@ -899,7 +911,7 @@ fn the_builder_image_uses_the_st2_python_and_keeps_the_upstream_interface() {
         .filter(|i| i.keyword == "RUN")
         .map(|i| run_script(&dockerfile, i))
         .collect();
-    assert!(build_runs.contains("cargo build --release --locked"));
+    assert_builds_static_binaries("builder-image/Dockerfile", &build_runs);
 
     // Only the last stage carries triggers: ONBUILD ARG PACKS, then the guard.
     for stage in &dockerfile.stages[..dockerfile.stages.len() - 1] {
