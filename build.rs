@@ -17,10 +17,10 @@ fn main() {
         .into_iter()
         .chain(head_ref().as_deref())
     {
-        if let Some(file) = git(&["rev-parse", "--git-path", path]) {
-            if Path::new(&file).exists() {
-                println!("cargo:rerun-if-changed={file}");
-            }
+        if let Some(file) = git(&["rev-parse", "--git-path", path])
+            && Path::new(&file).exists()
+        {
+            println!("cargo:rerun-if-changed={file}");
         }
     }
 }
@@ -28,10 +28,10 @@ fn main() {
 /// The commit: `$ST2PACK_BUILD_COMMIT` when set (a build from a tarball that knows its commit),
 /// else git's short hash of HEAD, else `unknown`.
 fn commit() -> String {
-    if let Ok(commit) = std::env::var("ST2PACK_BUILD_COMMIT") {
-        if !commit.trim().is_empty() {
-            return commit.trim().to_string();
-        }
+    if let Ok(commit) = std::env::var("ST2PACK_BUILD_COMMIT")
+        && !commit.trim().is_empty()
+    {
+        return commit.trim().to_string();
     }
     git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_string())
 }

@@ -1414,8 +1414,8 @@ fn tekton_substitutions(file: &str, text: &str, task: &Value, samples: &[(&str, 
     out
 }
 
-/// One in-cluster build example: its single `st2pack build`, parsed, the directory of the
-/// container its cache is on, and the variables the container gets from Secrets.
+/// One in-cluster build example: its single `st2pack build`, parsed, the container that runs it,
+/// and the variables that container gets from Secrets.
 struct InClusterBuild {
     build: Box<st2pack::cli::build::BuildArgs>,
     container: Value,
@@ -1442,14 +1442,14 @@ fn in_cluster_build(
         let script = substitute(&container_script(file, container));
         let lookup = sample_vars(file, &vars);
         for command in tool_commands(&script, &lookup) {
-            if let Parsed::St2pack(cli) = parse_tool_command(file, &command) {
-                if let Subcommand::Build(args) = cli.command {
-                    builds.push(InClusterBuild {
-                        build: args,
-                        container: container.clone(),
-                        from_secrets: from_secrets.clone(),
-                    });
-                }
+            if let Parsed::St2pack(cli) = parse_tool_command(file, &command)
+                && let Subcommand::Build(args) = cli.command
+            {
+                builds.push(InClusterBuild {
+                    build: args,
+                    container: container.clone(),
+                    from_secrets: from_secrets.clone(),
+                });
             }
         }
     }
