@@ -37,6 +37,11 @@
 #
 # Environment:
 #   ST2PACK_BIN    st2pack binary to measure (default: cargo build --release --locked)
+#   ST2PACK_BIN_VS a second st2pack binary to compare ST2PACK_BIN with, such as the static
+#                  dist/st2pack against a glibc build (bench/static-vs-glibc.sh does that): then
+#                  only st2pack's own measurements run (no buildah, no limit, no memory tree), for
+#                  both binaries in each run, taking turns going first, and their ratios go
+#                  between the `<!-- build-bench-binaries:start -->` / `:end -->` markers
 #   BENCH_DIR      work directory, kept afterwards; the trees in it are reused when their recipe
 #                  is unchanged (default: a temp dir, removed after a successful run)
 #   BENCH_RUNS     repetitions of each measurement (default: 3)
@@ -148,7 +153,7 @@ setup_workdir() {
   say "work directory: $WORK"
 }
 
-build_binaries() {
+build_st2pack() {
   if [[ -n ${ST2PACK_BIN:-} ]]; then
     ST2PACK=$ST2PACK_BIN
   else
@@ -157,6 +162,10 @@ build_binaries() {
     ST2PACK="$REPO_ROOT/target/release/st2pack"
   fi
   [[ -x $ST2PACK ]] || die "st2pack binary not found or not executable: $ST2PACK"
+}
+
+build_binaries() {
+  build_st2pack
   say "building the compression limit (bench/build/compress-limit)"
   # Its own target dir under st2pack's (ignored by git), so it never rebuilds st2pack's deps.
   cargo build --release --locked --quiet \
@@ -751,8 +760,151 @@ write_results() {
   say "results written to $RESULTS_FILE"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Two st2pack binaries side by side (ST2PACK_BIN_VS)
+# ---------------------------------------------------------------------------------------------
+
+# What a binary is, from its --version: the target triple it was built for.
+binary_label() {
+  local version
+  version=$("$1" --version 2>/dev/null | head -n 1) || true
+  if [[ $version =~ ,\ ([^,\)]+)\)$ ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  else
+    printf '%s' "$1"
+  fi
+}
+
+# The measurements of one binary (side a or b) in run $1: build + push with gzip and with zstd,
+# and a build to an OCI layout with no registry; each from an empty cache, so every layer is
+# tarred, hashed and compressed (where an allocator or libc difference would show).
+phase_binary() {
+  local run=$1 side=$2 binary=$3
+  local build=("$binary" build --root "$ROOT" --base scratch --json)
+  local cache="$SCRATCH/cache-$side-$run"
+  measure "$run" "$side-gzip" "${build[@]}" --tag "$REGISTRY/bench/$side-gzip-$run:1" --push \
+    --cache-dir "$cache"
+  rm -rf "$cache"
+  measure "$run" "$side-zstd" "${build[@]}" --tag "$REGISTRY/bench/$side-zstd-$run:1" --push \
+    --compression zstd --cache-dir "$cache"
+  rm -rf "$cache"
+  measure "$run" "$side-oci" "${build[@]}" --tag "bench/$side-$run:1" \
+    --output "oci:$SCRATCH/oci-$side-$run" --cache-dir "$cache"
+  rm -rf "$cache" "$SCRATCH/oci-$side-$run"
+}
+
+run_binaries() {
+  local run
+  for ((run = 1; run <= RUNS; run++)); do
+    INFO[load-$run]=$(load_average)
+    say "run $run/$RUNS (load ${INFO[load-$run]})"
+    if ((run % 2)); then
+      INFO[order-$run]="A first"
+      phase_binary "$run" a "$ST2PACK"
+      phase_binary "$run" b "$ST2PACK_VS"
+    else
+      INFO[order-$run]="B first"
+      phase_binary "$run" b "$ST2PACK_VS"
+      phase_binary "$run" a "$ST2PACK"
+    fi
+    say "run $run: gzip build + push $(value a-gzip 3 "$run") s ($LABEL_A) /" \
+      "$(value b-gzip 3 "$run") s ($LABEL_B)"
+  done
+}
+
+report_binaries() {
+  local phase name a b row runs run commit cpu
+  commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  cat <<EOF
+$MARK_START
+## Image build: two st2pack binaries side by side
+
+Written by \`ST2PACK_BIN=A ST2PACK_BIN_VS=B bash bench/build.sh\` (\`bash bench/static-vs-glibc.sh\`
+runs it with a glibc build as A and the static build as B), which replaces everything between the
+two markers on each run.
+
+**What is measured.** The tree of the build benchmark ($(tree_mib "$ROOT") MiB, $(tree_files "$ROOT")
+files: the fixture packs, and \`$BIG_PACK\` with ${BIG_REQUIREMENTS[*]}), built on \`scratch\` from
+an empty \`--cache-dir\` by each binary in the same run, the two taking turns going first: pushed
+to a local \`docker-registry\` with gzip and with zstd layers, and written to an OCI layout. Each
+figure is the median of $RUNS runs; each timed phase starts after a \`sync\`, with the tree in the
+page cache. Wall time is what a user waits for; CPU time (user + sys) is less sensitive to other
+load on the machine; memory is GNU time's peak resident set size.
+
+* A: \`$LABEL_A\`: $("$ST2PACK" --version)
+* B: \`$LABEL_B\`: $("$ST2PACK_VS" --version)
+
+| phase | A wall (s) | B wall (s) | B / A | A CPU (s) | B CPU (s) | B / A | A peak MiB | B peak MiB |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+  for phase in gzip zstd oci; do
+    case $phase in
+      gzip) name="build + push, gzip" ;;
+      zstd) name="build + push, zstd" ;;
+      oci) name="build to an OCI layout, gzip" ;;
+    esac
+    a=$(median "a-$phase" 3) b=$(median "b-$phase" 3)
+    row="| $name | $a | $b | $(calc '%.2f' "$b" "$a" 'a / b')x"
+    a=$(median "a-$phase" 4) b=$(median "b-$phase" 4)
+    row+=" | $a | $b | $(calc '%.2f' "$b" "$a" 'a / b')x"
+    row+=" | $(mib_of_kib "$(median "a-$phase" 5)") | $(mib_of_kib "$(median "b-$phase" 5)") |"
+    printf '%s\n' "$row"
+  done
+  printf '\nEach run, wall seconds, A / B:\n\n'
+  printf '| run | load at start | order | gzip | zstd | OCI layout |\n|---|---:|---|---:|---:|---:|\n'
+  for ((run = 1; run <= RUNS; run++)); do
+    runs="| $run | ${INFO[load-$run]%% *} | ${INFO[order-$run]} |"
+    for phase in gzip zstd oci; do
+      runs+=" $(value "a-$phase" 3 "$run") / $(value "b-$phase" 3 "$run") |"
+    done
+    printf '%s\n' "$runs"
+  done
+  cat <<EOF
+
+* date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: $commit
+* machine: $(nproc) CPUs (${cpu:-unknown}), Linux $(uname -r), load average before / after: ${INFO[load-before]} / $(load_average)
+* $(skopeo --version), docker-registry $(docker-registry --version | awk '{ print $NF }'), $(python3 --version)
+$MARK_END
+EOF
+}
+
+main_binaries() {
+  local missing=() tool
+  for tool in docker-registry skopeo curl python3 uv awk; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  ((${#missing[@]} == 0)) || die "missing: ${missing[*]}"
+  [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is needed: apt-get install -y time"
+  ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
+  [[ -x $ST2PACK_BIN_VS ]] || die "ST2PACK_BIN_VS=$ST2PACK_BIN_VS is not an executable"
+  setup_workdir
+  build_st2pack
+  ST2PACK_VS=$ST2PACK_BIN_VS
+  LABEL_A=$(binary_label "$ST2PACK")
+  LABEL_B=$(binary_label "$ST2PACK_VS")
+  say "A: $("$ST2PACK" --version); B: $("$ST2PACK_VS" --version)"
+  PYTHON=$("${BENCH_PYTHON:-python3}" -c 'import sys; print(sys.executable)')
+  make_tree
+  start_registry
+  warm_page_cache "$ROOT"
+  INFO[load-before]=$(load_average)
+  run_binaries
+  MARK_START='<!-- build-bench-binaries:start -->'
+  MARK_END='<!-- build-bench-binaries:end -->'
+  report_binaries >"$WORK/section.md"
+  cat "$WORK/section.md"
+  if [[ ${BENCH_WRITE:-1} != 0 ]]; then
+    write_results "$WORK/section.md"
+  fi
+}
+
 main() {
   declare -gA INFO=()
+  if [[ -n ${ST2PACK_BIN_VS:-} ]]; then
+    main_binaries
+    return
+  fi
   check_tools
   setup_workdir
   build_binaries

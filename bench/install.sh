@@ -25,6 +25,11 @@
 #
 # Environment:
 #   ST2PACK_BIN     st2-pack-install binary to measure (default: cargo build --release --locked)
+#   ST2PACK_BIN_VS  a second st2-pack-install binary to compare ST2PACK_BIN with, such as the
+#                   static dist/st2-pack-install against a glibc build (bench/static-vs-glibc.sh
+#                   does that): then upstream's procedure is not run; both binaries are measured
+#                   in each run, taking turns going first, and their ratios go between the
+#                   `<!-- install-bench-binaries:start -->` / `:end -->` markers
 #   BENCH_DIR       work directory, kept afterwards (default: a temp dir, removed on success)
 #   BENCH_RUNS      repetitions of each measurement (default: 3)
 #   BENCH_PYTHON    interpreter both tools build virtualenvs with (default: python3, resolved to
@@ -135,8 +140,10 @@ real_executable() {
 resolve_tools() {
   PYTHON=${BENCH_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
   [[ -x $PYTHON ]] || die "no interpreter at $PYTHON"
-  "$PYTHON" -m virtualenv --version >/dev/null 2>&1 ||
-    die "$PYTHON has no virtualenv module (pip install virtualenv): upstream's procedure needs it"
+  if [[ -z ${ST2PACK_BIN_VS:-} ]]; then
+    "$PYTHON" -m virtualenv --version >/dev/null 2>&1 ||
+      die "$PYTHON has no virtualenv module (pip install virtualenv): upstream's procedure needs it"
+  fi
   command -v git >/dev/null || die "git is needed for the packs' repositories and upstream's clones"
   local uv
   uv=$(real_executable uv) || die "uv is not on PATH: st2pack would fall back to pip, which is not what this measures"
@@ -147,7 +154,7 @@ resolve_tools() {
 
   PYTHON_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
   UV_VERSION=$(uv --version)
-  VIRTUALENV_VERSION=$("$PYTHON" -m virtualenv --version | awk '{ print $2 }')
+  VIRTUALENV_VERSION=$("$PYTHON" -m virtualenv --version 2>/dev/null | awk '{ print $2 }') || true
   say "python $PYTHON_VERSION ($PYTHON), $UV_VERSION, virtualenv $VIRTUALENV_VERSION"
 }
 
@@ -387,28 +394,32 @@ measure_upstream() {
   verify_install upstream "$root"
 }
 
+# cold, warm and no-op of st2pack in run $1, recorded under the tool name $2 (default st2pack;
+# a and b compare two binaries: b runs $ST2PACK_BIN_VS).
 measure_st2pack() {
-  local run=$1 root="$WORK/target/st2pack" cache="$WORK/cache/st2pack" json
+  local run=$1 tool=${2:-st2pack} json
+  local root="$WORK/target/$tool" cache="$WORK/cache/$tool" ST2PACK_BIN=$ST2PACK_BIN
+  [[ $tool != b ]] || ST2PACK_BIN=$ST2PACK_BIN_VS
   reset "$root" "$cache"
-  json="$LOGS/st2pack-cold-$run.json"
-  timed "$LOGS/st2pack-cold-$run.log" st2pack_install "$root" "$cache" "$json"
-  record cold st2pack
+  json="$LOGS/$tool-cold-$run.json"
+  timed "$LOGS/$tool-cold-$run.log" st2pack_install "$root" "$cache" "$json"
+  record cold "$tool"
   [[ $(check_st2pack_report "$json" installed) == 0 ]] ||
-    die "st2pack's cold run took virtualenvs from a cache that should have been empty"
-  verify_install st2pack "$root"
+    die "$tool's cold run took virtualenvs from a cache that should have been empty"
+  verify_install "$tool" "$root"
 
   reset "$root"
-  json="$LOGS/st2pack-warm-$run.json"
-  timed "$LOGS/st2pack-warm-$run.log" st2pack_install "$root" "$cache" "$json"
-  record warm st2pack
+  json="$LOGS/$tool-warm-$run.json"
+  timed "$LOGS/$tool-warm-$run.log" st2pack_install "$root" "$cache" "$json"
+  record warm "$tool"
   WARM_FROM_CACHE+=("$(check_st2pack_report "$json" installed)")
-  verify_install st2pack "$root"
+  verify_install "$tool" "$root"
 
-  json="$LOGS/st2pack-noop-$run.json"
-  timed "$LOGS/st2pack-noop-$run.log" st2pack_install "$root" "$cache" "$json"
-  record noop st2pack
+  json="$LOGS/$tool-noop-$run.json"
+  timed "$LOGS/$tool-noop-$run.log" st2pack_install "$root" "$cache" "$json"
+  record noop "$tool"
   check_st2pack_report "$json" unchanged >/dev/null
-  verify_install st2pack "$root"
+  verify_install "$tool" "$root"
 }
 
 # The tools alternate going first, so neither always gets the quieter half of a run.
@@ -622,12 +633,121 @@ write_results() {
   say "results written to $RESULTS_FILE"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Two st2-pack-install binaries side by side (ST2PACK_BIN_VS)
+# ---------------------------------------------------------------------------------------------
+
+# What a binary is, from its --version: the target triple it was built for.
+binary_label() {
+  local version
+  version=$("$1" --version 2>/dev/null | head -n 1) || true
+  if [[ $version =~ ,\ ([^,\)]+)\)$ ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+  else
+    printf '%s' "$1"
+  fi
+}
+
+# Binary A (ST2PACK_BIN) and B (ST2PACK_BIN_VS) take turns going first; each is measured with the
+# st2pack procedure above (cold, warm, no-op), under the tool names a and b.
+measure_binaries() {
+  local run line phase first second
+  for ((run = 1; run <= RUNS; run++)); do
+    LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+    if ((run % 2)); then first=a second=b; else first=b second=a; fi
+    ORDER+=("${first^^} first")
+    for side in "$first" "$second"; do
+      say "run $run/$RUNS: ${side^^}"
+      measure_st2pack "$run" "$side"
+    done
+    compare_installs "$WORK/target/a" "$WORK/target/b"
+    line="run $run/$RUNS, seconds A / B:"
+    for phase in cold warm noop; do
+      line+=" $phase $(nth "${WALL[$phase a]}" $((run - 1))) / $(nth "${WALL[$phase b]}" $((run - 1))),"
+    done
+    say "${line%,}"
+  done
+}
+
+render_binaries_section() {
+  local phase name i a b
+  cat <<EOF
+<!-- install-bench-binaries:start -->
+## Pack install: two st2-pack-install binaries side by side
+
+Written by \`ST2PACK_BIN=A ST2PACK_BIN_VS=B bash bench/install.sh\` (\`bash
+bench/static-vs-glibc.sh\` runs it with a glibc build as A and the static build as B), which
+replaces everything between the two markers on each run.
+
+**What is measured.** The install benchmark's four packs (bench_a to bench_d, from one local
+wheelhouse), installed by each binary in the same run, the two taking turns going first: *cold*
+(empty caches and target), *warm* (caches kept, empty target) and *no-op* (the same install
+again). Both binaries drive the same \`uv\` and interpreter, so the difference is in st2pack's
+own work (git, hashing, copying, bytecode bookkeeping). Each figure is the median of $RUNS
+runs; each timed phase starts after a \`sync\`. CPU time (user + sys of every process run) is
+less sensitive to other load on the machine than wall time.
+
+* A: \`$(binary_label "$ST2PACK_BIN")\`: $("$ST2PACK_BIN" --version)
+* B: \`$(binary_label "$ST2PACK_BIN_VS")\`: $("$ST2PACK_BIN_VS" --version)
+
+| phase (4 packs) | A wall (s) | B wall (s) | B / A | A CPU (s) | B CPU (s) | B / A |
+|---|---:|---:|---:|---:|---:|---:|
+EOF
+  for phase in cold warm noop; do
+    case $phase in
+      cold) name="cold: empty caches, empty target" ;;
+      warm) name="warm: caches kept, empty target" ;;
+      noop) name="no-op: same install again" ;;
+    esac
+    # shellcheck disable=SC2086 # the timings are word lists
+    {
+      a=$(median ${WALL[$phase a]}) b=$(median ${WALL[$phase b]})
+      printf '| %s | %s | %s | %sx' "$name" "$a" "$b" "$(awk -v a="$b" -v b="$a" 'BEGIN { printf "%.2f", a / b }')"
+      a=$(median ${CPU[$phase a]}) b=$(median ${CPU[$phase b]})
+      printf ' | %s | %s | %sx |\n' "$a" "$b" "$(awk -v a="$b" -v b="$a" 'BEGIN { printf "%.2f", a / b }')"
+    }
+  done
+  printf '\nEach run, wall seconds, A / B:\n\n'
+  printf '| run | load at start | order | cold | warm | no-op |\n|---|---:|---|---:|---:|---:|\n'
+  for ((i = 0; i < RUNS; i++)); do
+    printf '| %d | %s | %s |' "$((i + 1))" "${LOADS[i]}" "${ORDER[i]}"
+    for phase in cold warm noop; do
+      printf ' %s / %s |' "$(nth "${WALL[$phase a]}" "$i")" "$(nth "${WALL[$phase b]}" "$i")"
+    done
+    printf '\n'
+  done
+  echo
+  machine_facts
+  echo '<!-- install-bench-binaries:end -->'
+}
+
+main_binaries() {
+  [[ -x $ST2PACK_BIN_VS ]] || die "ST2PACK_BIN_VS=$ST2PACK_BIN_VS is not an executable"
+  build_st2pack
+  say "A: $("$ST2PACK_BIN" --version); B: $("$ST2PACK_BIN_VS" --version)"
+  make_packs
+  build_wheelhouse
+  measure_binaries
+  MARK_START='<!-- install-bench-binaries:start -->'
+  MARK_END='<!-- install-bench-binaries:end -->'
+  render_binaries_section >"$WORK/section.md"
+  echo
+  cat "$WORK/section.md"
+  if [[ ${BENCH_WRITE:-1} != 0 ]]; then
+    write_results "$WORK/section.md"
+  fi
+}
+
 main() {
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number, not '$RUNS'"
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
   setup_workdir
   isolate_environment
   resolve_tools
+  if [[ -n ${ST2PACK_BIN_VS:-} ]]; then
+    main_binaries
+    return
+  fi
   build_st2pack
   say "st2pack: $("$ST2PACK_BIN" --version)"
   make_packs
