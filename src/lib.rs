@@ -16,3 +16,9 @@ pub mod registry;
 pub mod runtime;
 pub mod source;
 pub mod validate;
+
+/// The static musl build allocates with mimalloc: musl's own allocator is slower under the many
+/// small allocations of walking, hashing and linking trees (BENCHMARKS.md).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
