@@ -17,8 +17,9 @@ pub mod runtime;
 pub mod source;
 pub mod validate;
 
-/// The static musl build allocates with mimalloc: musl's own allocator is slower under the many
-/// small allocations of walking, hashing and linking trees (BENCHMARKS.md).
+/// The static musl build allocates with mimalloc: musl's own allocator made a warm install (many
+/// small allocations while walking and linking trees) cost 1.5x the CPU of the glibc build
+/// (BENCHMARKS.md).
 #[cfg(target_env = "musl")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
