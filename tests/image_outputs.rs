@@ -78,6 +78,7 @@ fn pack_label(name: &str) -> PackPin {
         virtualenv: Some(VirtualenvPin {
             key: None,
             python_version: "3.8.10".into(),
+            ..Default::default()
         }),
     }
 }

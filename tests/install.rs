@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use common::repos::{bare_clone, copy_fixture, git, pack_repo, set_version, write_index};
 use common::run::Sandbox;
 use common::servers::{GitDaemon, HttpServer};
+use sha2::{Digest, Sha256};
 
 fn mode(path: &std::path::Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
@@ -60,6 +61,28 @@ fn local_directory_installs_with_its_virtualenv_and_provenance() {
             .as_str()
             .is_some_and(|d| d.len() == 64)
     );
+    // The pin records the virtualenv's inputs, not only their digest: the requirements file read
+    // (length, then bytes), the interpreter and the installer's settings.
+    let virtualenv = &provenance["virtualenv"];
+    let requirements = fs::read(pack.join("requirements.txt")).unwrap();
+    let mut digest = Sha256::new();
+    digest.update((requirements.len() as u64).to_le_bytes());
+    digest.update(&requirements);
+    assert_eq!(
+        virtualenv["requirements_digest"],
+        format!("sha256:{}", hex::encode(digest.finalize()))
+    );
+    assert!(
+        virtualenv["interpreter"]
+            .as_str()
+            .is_some_and(|path| path.starts_with('/') && path.contains("python")),
+        "{virtualenv}"
+    );
+    let installer = &virtualenv["installer"];
+    assert!(installer["engine"] == "uv" || installer["engine"] == "pip");
+    assert_eq!(installer["base_requirements"], true);
+    assert_eq!(installer["offline_wheelhouse"], true);
+    assert_eq!(installer["only_binary"], false);
 
     let summary = run.json();
     assert_eq!(summary["packs"][0]["status"], "installed");

@@ -59,6 +59,7 @@ impl Entry {
             virtualenv: self.python.map(|python_version| VirtualenvPin {
                 key: None,
                 python_version,
+                ..Default::default()
             }),
         }
     }
@@ -129,6 +130,7 @@ mod tests {
             virtualenv: Some(VirtualenvPin {
                 key: None,
                 python_version: "3.8.10".into(),
+                ..Default::default()
             }),
         }
     }
@@ -151,6 +153,7 @@ mod tests {
             virtualenv: Some(VirtualenvPin {
                 key: Some("k".repeat(64)),
                 python_version: "3.8.10".into(),
+                ..Default::default()
             }),
             ..pack("alpha")
         };

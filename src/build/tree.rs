@@ -96,6 +96,7 @@ fn unpinned(name: &PackName, pack_dir: &Path, virtualenv_dir: &Path) -> Result<P
         virtualenv: python_version_of(virtualenv_dir).map(|python_version| VirtualenvPin {
             key: None,
             python_version,
+            ..Default::default()
         }),
     })
 }

@@ -16,7 +16,7 @@ use super::venv::{self, PythonInfo, VenvError, VenvSpec};
 use super::{InstallOptions, InstallReport, PackOutcome, Status};
 use crate::cache::{Bucket, Cache, CacheError};
 use crate::pack::name::is_system_pack;
-use crate::pack::pin::{PackPin, VirtualenvPin};
+use crate::pack::pin::PackPin;
 use crate::pack::spec::{PackSource, PackSpec};
 use crate::progress::{Phase, Progress, Step};
 use crate::source::git::GitOptions;
@@ -398,7 +398,7 @@ async fn prepare(
         bytecode_cache: Some(bytecode_cache.clone()),
         rebuild: options.force,
     };
-    let key = venv::venv_key(&spec).map_err(|e| e.to_string())?;
+    let virtualenv = venv::venv_pin(&spec).map_err(|e| e.to_string())?;
     let pin = PackPin {
         name: name.to_string(),
         version: pack.manifest.version.clone(),
@@ -406,10 +406,7 @@ async fn prepare(
         r#ref: pack.reference.clone(),
         commit: pack.commit.clone(),
         content_digest: pack.content_digest.clone(),
-        virtualenv: Some(VirtualenvPin {
-            key: Some(key),
-            python_version: python.version.clone(),
-        }),
+        virtualenv: Some(virtualenv),
     };
     let installed_pack = options.targets.packs_dir.join(name);
     let installed_venv = options.targets.virtualenvs_dir.join(name);

@@ -7,11 +7,13 @@
 //! and lock files and cache keys are to be made from it too. It lives in `pack/`, beneath both
 //! `install/` and `build/`, because it describes a pack and depends on neither.
 //!
-//! The virtualenv's inputs — the interpreter, the requirements, the installer and its settings —
-//! are recorded as the digest the virtualenv cache keys them by (`install::venv::venv_key`), next
-//! to the interpreter's Python version. The file ships inside every pack layer, so its bytes are
-//! part of the image digest: a field added here changes every image built after, and must be a
-//! deliberate change of format.
+//! The virtualenv's inputs — the interpreter, a digest of the requirements files, the installer
+//! and its settings — are recorded as themselves, for a person or a lock file to compare, and
+//! as the digest the virtualenv cache keys them by (`install::venv::venv_key`), which also
+//! covers what is not worth showing (wheelhouse listing, index variables). The file ships
+//! inside every pack layer, so its bytes are part of the image digest: a field added here
+//! changes every image built after, and must be a deliberate change of format. Every field
+//! added since the first format is optional, so older pins still read.
 //!
 //! A pin holds no timestamps, so identical installs give identical files, and its source carries
 //! no credentials.
@@ -48,7 +50,7 @@ pub struct PackPin {
 }
 
 /// What a pack's virtualenv was built from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualenvPin {
     /// Digest of every input of the virtualenv build: interpreter, requirements, installer and
     /// its settings (see `install::venv::venv_key`). Unknown for a virtualenv st2pack did not
@@ -59,6 +61,30 @@ pub struct VirtualenvPin {
     /// virtualenv only works with that interpreter, so this is what to compare with the st2
     /// runtime image.
     pub python_version: String,
+    /// The interpreter the virtualenv runs, as its `bin/python` names it (`/usr/bin/python3.8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// `sha256:` of every requirements file the installer reads — the pack's
+    /// `requirements.txt`, then what it includes, in reading order; absent when the pack has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements_digest: Option<String>,
+    /// The installer and the settings that shaped the virtualenv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer: Option<InstallerPin>,
+}
+
+/// The installer of a virtualenv and its settings, as far as they change what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallerPin {
+    /// `uv` or `pip`.
+    pub engine: String,
+    /// `six>=1.9.0,<2.0` was installed, as upstream does.
+    pub base_requirements: bool,
+    pub system_site_packages: bool,
+    /// No requirement was built from source.
+    pub only_binary: bool,
+    /// Requirements came only from a local wheelhouse.
+    pub offline_wheelhouse: bool,
 }
 
 impl PackPin {
@@ -137,6 +163,7 @@ mod tests {
             virtualenv: Some(VirtualenvPin {
                 key: Some("k".into()),
                 python_version: "3.11.7".into(),
+                ..Default::default()
             }),
         }
     }

@@ -22,6 +22,7 @@ pub use error::VenvError;
 pub use installer::{BASE_REQUIREMENT, Installer};
 pub use python::{PythonInfo, probe_python};
 
+use crate::pack::pin::{InstallerPin, VirtualenvPin};
 use crate::pack::requirements::{Policy, Requirements};
 
 use installer::Engine;
@@ -86,6 +87,41 @@ pub fn venv_key(spec: &VenvSpec) -> Result<String, VenvError> {
     let spec = absolutized(spec)?;
     let requirements = read_requirements(&spec)?;
     cache::key_for(&spec, engine.name(), requirements.as_ref())
+}
+
+/// What a pack's pin records of its virtualenv: the cache key (a digest of every input) and the
+/// inputs a person or a lock file compares — interpreter, requirements digest, installer and its
+/// settings.
+pub fn venv_pin(spec: &VenvSpec) -> Result<VirtualenvPin, VenvError> {
+    let engine = installer::resolve_engine(spec.installer, &spec.python)?;
+    let absolute = absolutized(spec)?;
+    let requirements = read_requirements(&absolute)?;
+    let key = cache::key_for(&absolute, engine.name(), requirements.as_ref())?;
+    Ok(VirtualenvPin {
+        key: Some(key),
+        python_version: spec.python.version.clone(),
+        interpreter: Some(spec.python.path.to_string_lossy().into_owned()),
+        requirements_digest: requirements.as_ref().map(requirements_digest),
+        installer: Some(InstallerPin {
+            engine: engine.name().to_string(),
+            base_requirements: spec.base_requirements,
+            system_site_packages: spec.system_site_packages,
+            only_binary: spec.only_binary,
+            offline_wheelhouse: spec.wheelhouse.is_some(),
+        }),
+    })
+}
+
+/// `sha256:` over every requirements file in reading order, each with its length, so moving
+/// a line from one file to the next is a change too.
+fn requirements_digest(requirements: &Requirements) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for file in &requirements.files {
+        hasher.update((file.content.len() as u64).to_le_bytes());
+        hasher.update(&file.content);
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
 /// The pack's requirements, read as the installer will read them; an error when they ask for
