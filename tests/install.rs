@@ -6,7 +6,9 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::repos::{bare_clone, copy_fixture, git, pack_repo, set_version, write_index};
+use common::repos::{
+    bare_clone, copy_fixture, fixture_pack, git, pack_repo, set_version, write_index,
+};
 use common::run::Sandbox;
 use common::servers::{GitDaemon, HttpServer};
 use sha2::{Digest, Sha256};
@@ -599,6 +601,46 @@ fn a_killed_install_leaves_the_previous_install_and_no_debris_for_the_next_run()
             .unwrap()
             .contains("version: 0.4.0")
     );
+}
+
+/// The next run after a commit interrupted once its journal was written puts the previous install
+/// back and says so once, in the end summary.
+#[test]
+fn a_rolled_back_install_is_reported_once() {
+    use std::os::unix::fs::MetadataExt;
+
+    let sandbox = Sandbox::new();
+    let pack = fixture_pack("hello_st2");
+    sandbox
+        .install(&["--no-base-requirements", pack.to_str().unwrap()])
+        .assert_ok();
+    // What a commit stopped right after its journal leaves: the new trees staged, nothing moved.
+    let pack_txn = sandbox.packs().join(".st2pack-staging/1-interrupted");
+    let venv_txn = sandbox.venvs().join(".st2pack-staging/1-interrupted");
+    fs::create_dir_all(pack_txn.join("pack")).unwrap();
+    fs::create_dir_all(venv_txn.join("venv")).unwrap();
+    let inode = |path: std::path::PathBuf| fs::metadata(path).unwrap().ino();
+    fs::write(
+        pack_txn.join("journal"),
+        format!(
+            "hello_st2\n{}\n{}\n",
+            inode(pack_txn.join("pack")),
+            inode(venv_txn.join("venv"))
+        ),
+    )
+    .unwrap();
+
+    let run = sandbox.install(&["--no-base-requirements", pack.to_str().unwrap()]);
+    run.assert_ok();
+    assert_eq!(
+        run.stderr
+            .matches("rolled back an interrupted install of pack hello_st2")
+            .count(),
+        1,
+        "the note should appear exactly once\n--- stderr\n{}",
+        run.stderr
+    );
+    assert!(staging_is_clean(&sandbox));
 }
 
 #[test]

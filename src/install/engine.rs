@@ -97,13 +97,11 @@ pub async fn install(
             path: targets.packs_dir.clone(),
             message: e.to_string(),
         })??;
+    // What recovery did is told once, by the report's notes (the end summary shows them).
     let notes = targets.recover()?;
 
     let progress = &options.progress;
     let _phase = progress.phase(Phase::Install);
-    for note in &notes {
-        progress.println(note);
-    }
     let context = FetchContext::new(
         options.index.clone(),
         GitOptions {
