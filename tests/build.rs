@@ -728,6 +728,77 @@ mod bad_input {
         .assert_stderr_has("tarball:x");
     }
 
+    /// An output that cannot be written is refused before anything is installed, built or
+    /// cached, naming what was typed.
+    #[test]
+    fn a_bad_output_is_a_usage_error_before_any_work() {
+        let sandbox = Sandbox::new();
+        let hello = common::repos::fixture_pack("hello_st2");
+        let file = sandbox.path().join("a-file");
+        fs::write(&file, "not a directory").unwrap();
+        let cases = [
+            (
+                "docker-archive:/nonexistent/dir/x.tar".to_string(),
+                "/nonexistent/dir is not an existing directory".to_string(),
+            ),
+            (
+                format!("docker-archive:{}", sandbox.path().display()),
+                "is a directory; name the archive file to write".to_string(),
+            ),
+            (
+                format!("oci:{}", file.display()),
+                format!("{} exists and is not a directory", file.display()),
+            ),
+            (
+                format!("oci:{}/layout", file.display()),
+                format!("{} exists and is not a directory", file.display()),
+            ),
+        ];
+        for (output, problem) in &cases {
+            let run = build(
+                &sandbox,
+                &[
+                    "--no-base-requirements",
+                    "--base",
+                    "scratch",
+                    "--tag",
+                    "st2packs:1",
+                    "--output",
+                    output,
+                    hello.to_str().unwrap(),
+                ],
+            );
+            run.assert_code(2)
+                .assert_stderr_has(&format!("--output {output}: "))
+                .assert_stderr_has(problem);
+            assert!(
+                !run.stderr.contains("hello_st2"),
+                "nothing should be installed\n--- stderr\n{}",
+                run.stderr
+            );
+            assert!(!sandbox.cache().exists(), "the build touched the cache");
+
+            let cache = sandbox.cache();
+            st2pack(
+                &sandbox,
+                &[
+                    "base-image",
+                    "--cache-dir",
+                    cache.to_str().unwrap(),
+                    "--tag",
+                    "st2/busybox:1",
+                    "--output",
+                    output,
+                ],
+            )
+            .assert_code(2)
+            .assert_stderr_has(&format!("--output {output}: "))
+            .assert_stderr_has(problem);
+            assert!(!cache.exists(), "base-image touched the cache");
+        }
+        assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+    }
+
     #[test]
     fn unreachable_registry_fails_quickly_naming_it() {
         let sandbox = Sandbox::new();

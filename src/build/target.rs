@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::BuiltImage;
-use crate::image::archive::{ArchiveError, write_archive};
+use crate::image::archive::{self, ArchiveError, write_archive};
 use crate::image::blobs::BlobStore;
 use crate::image::layout::{self, LayoutError};
 use crate::progress::{Phase, Progress};
@@ -63,6 +63,18 @@ pub enum TargetError {
         "--output {0:?}: unknown target; use oci:DIR (an OCI image layout) or docker-archive:FILE"
     )]
     UnknownOutput(String),
+    /// A layout that cannot be written, found before any work started.
+    #[error("--output oci:{}: {source}", dir.display())]
+    UnusableLayout {
+        dir: PathBuf,
+        source: Box<LayoutError>,
+    },
+    /// An archive that cannot be written, found before any work started.
+    #[error("--output docker-archive:{}: {source}", file.display())]
+    UnusableArchive {
+        file: PathBuf,
+        source: Box<ArchiveError>,
+    },
     #[error("--output oci:{}: {source}", dir.display())]
     Layout {
         dir: PathBuf,
@@ -89,7 +101,9 @@ impl TargetError {
             | TargetError::DefaultTag(_)
             | TargetError::LayoutWithoutDir
             | TargetError::ArchiveWithoutFile
-            | TargetError::UnknownOutput(_) => 2,
+            | TargetError::UnknownOutput(_)
+            | TargetError::UnusableLayout { .. }
+            | TargetError::UnusableArchive { .. } => 2,
             TargetError::Layout { .. } | TargetError::Archive { .. } => 1,
             TargetError::Push { source, .. } => source.exit_code(),
         }
@@ -177,6 +191,30 @@ fn repository_of(reference: &Reference) -> String {
 }
 
 impl Target {
+    /// Checks, before any work starts, that this target can be written as the user gave it: a
+    /// layout's directory and tags, an archive's file and names. Writes nothing that stays, so
+    /// a bad `--output` fails at once instead of after the whole build. A registry is only
+    /// known when pushed to.
+    pub fn check(&self) -> Result<(), TargetError> {
+        match self {
+            Target::Layout { dir, tags } => {
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                layout::check_target(dir, &tags).map_err(|source| TargetError::UnusableLayout {
+                    dir: dir.clone(),
+                    source: Box::new(source),
+                })
+            }
+            Target::Archive { file, names } => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                archive::check_target(file, &names).map_err(|source| TargetError::UnusableArchive {
+                    file: file.clone(),
+                    source: Box::new(source),
+                })
+            }
+            Target::Registry { .. } => Ok(()),
+        }
+    }
+
     /// Writes `built`, whose blobs are all in `store`, to this target; `registry` is only used
     /// to push, which `progress` shows. A push sends the manifest last, so a tag never points at
     /// missing blobs.

@@ -29,6 +29,9 @@ impl TargetArgs {
         let to_usage = |e: target::TargetError| usage(e.to_string());
         let tags = target::parse_tags(&self.tags).map_err(to_usage)?;
         let targets = target::targets(&tags, self.push, &self.outputs).map_err(to_usage)?;
+        for target in &targets {
+            target.check().map_err(to_usage)?;
+        }
         Ok((tags, targets))
     }
 

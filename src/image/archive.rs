@@ -42,6 +42,16 @@ pub enum ArchiveError {
         reason: String,
     },
     #[error(
+        "{file} is a directory; name the archive file to write, e.g. docker-archive:{}",
+        file.join("st2packs.tar").display()
+    )]
+    IsADirectory { file: PathBuf },
+    #[error(
+        "{dir} is not an existing directory; create it first or name a file in an existing \
+         directory"
+    )]
+    NoDirectory { file: PathBuf, dir: PathBuf },
+    #[error(
         "blob {digest} of the image is in none of the blob stores given; the build cache may \
          have been cleaned while building, build again"
     )]
@@ -95,16 +105,7 @@ pub fn write_archive(
     sources: &[&BlobStore],
     mtime: u64,
 ) -> Result<model::Descriptor, ArchiveError> {
-    let names = repo_tags
-        .iter()
-        .map(|r| {
-            DockerName::parse(r).map_err(|reason| ArchiveError::InvalidName {
-                file: file.to_path_buf(),
-                reference: r.to_string(),
-                reason,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let names = parse_names(file, repo_tags)?;
 
     let config = image.config_bytes();
     let config_digest = model::sha256_digest(&config);
@@ -175,19 +176,7 @@ pub fn write_archive(
         "manifests": index_entries,
     });
 
-    let parent = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let file_name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("archive");
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".tmp")
-        .tempfile_in(parent)
-        .map_err(io_err(file))?;
+    let temp = temp_file_beside(file)?;
 
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 17, temp.as_file()));
     append_dir(&mut tar, "blobs/", mtime).map_err(io_err(file))?;
@@ -226,6 +215,60 @@ pub fn write_archive(
     temp.as_file().sync_all().map_err(io_err(file))?;
     temp.persist(file).map_err(|e| io_err(file)(e.error))?;
     Ok(manifest_descriptor)
+}
+
+/// Checks, without leaving anything behind, that [`write_archive`] can write `file` naming the
+/// image `repo_tags`: each name is valid, `file` is not a directory, and its directory exists and
+/// takes new files. Lets a command refuse a bad `--output` before it does any work.
+pub fn check_target(file: &Path, repo_tags: &[&str]) -> Result<(), ArchiveError> {
+    parse_names(file, repo_tags)?;
+    if file.is_dir() {
+        return Err(ArchiveError::IsADirectory {
+            file: file.to_path_buf(),
+        });
+    }
+    let dir = directory_of(file);
+    if !dir.is_dir() {
+        return Err(ArchiveError::NoDirectory {
+            file: file.to_path_buf(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    temp_file_beside(file).map(drop)
+}
+
+fn parse_names(file: &Path, repo_tags: &[&str]) -> Result<Vec<DockerName>, ArchiveError> {
+    repo_tags
+        .iter()
+        .map(|r| {
+            DockerName::parse(r).map_err(|reason| ArchiveError::InvalidName {
+                file: file.to_path_buf(),
+                reference: r.to_string(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+fn directory_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The temporary file the archive is written to, in `file`'s directory so that it can be renamed
+/// into place.
+fn temp_file_beside(file: &Path) -> Result<tempfile::NamedTempFile, ArchiveError> {
+    let file_name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("archive");
+    tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".tmp")
+        .tempfile_in(directory_of(file))
+        .map_err(io_err(file))
 }
 
 enum BlobSource {

@@ -55,6 +55,11 @@ pub enum LayoutError {
     )]
     NotEmpty { dir: PathBuf },
     #[error(
+        "{path} exists and is not a directory; give a new or empty directory, or an existing \
+         OCI layout"
+    )]
+    NotADirectory { dir: PathBuf, path: PathBuf },
+    #[error(
         "OCI layout {dir} has imageLayoutVersion {version:?}; only {OCI_LAYOUT_VERSION} is \
          supported"
     )]
@@ -185,15 +190,10 @@ pub fn write_image(
     tags: &[&str],
     sources: &[&BlobStore],
 ) -> Result<Descriptor, LayoutError> {
-    for tag in tags {
-        if !valid_tag(tag) {
-            return Err(LayoutError::InvalidTag {
-                dir: dir.to_path_buf(),
-                tag: tag.to_string(),
-            });
-        }
+    check_target(dir, tags)?;
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    prepare_dir(dir)?;
     let blob_dir = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blob_dir).map_err(io_err(&blob_dir))?;
 
@@ -541,22 +541,52 @@ fn check_layout(dir: &Path) -> Result<(), LayoutError> {
     }
 }
 
-/// Creates `dir` or checks that an existing one is a layout (or empty).
-fn prepare_dir(dir: &Path) -> Result<(), LayoutError> {
-    if dir.join(OCI_LAYOUT_FILE).exists() {
-        return check_layout(dir);
+/// Checks, without writing anything, that [`write_image`] can write `tags` into `dir`: each tag
+/// is valid, and `dir` is an existing layout, an empty directory, or a path that can be created
+/// (its nearest existing ancestor is a directory). Lets a command refuse a bad `--output` before
+/// it does any work.
+pub fn check_target(dir: &Path, tags: &[&str]) -> Result<(), LayoutError> {
+    if let Some(tag) = tags.iter().find(|tag| !valid_tag(tag)) {
+        return Err(LayoutError::InvalidTag {
+            dir: dir.to_path_buf(),
+            tag: tag.to_string(),
+        });
     }
-    match fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(LayoutError::NotEmpty {
-                    dir: dir.to_path_buf(),
-                });
+    let not_a_directory = |path: &Path| LayoutError::NotADirectory {
+        dir: dir.to_path_buf(),
+        path: path.to_path_buf(),
+    };
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => Err(not_a_directory(dir)),
+        Ok(_) if dir.join(OCI_LAYOUT_FILE).exists() => check_layout(dir),
+        Ok(_) => match fs::read_dir(dir).map_err(io_err(dir))?.next() {
+            Some(_) => Err(LayoutError::NotEmpty {
+                dir: dir.to_path_buf(),
+            }),
+            None => Ok(()),
+        },
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            // Creatable when the first ancestor that exists is a directory.
+            for ancestor in dir.ancestors().skip(1) {
+                let ancestor = if ancestor.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    ancestor
+                };
+                if let Ok(meta) = fs::metadata(ancestor) {
+                    return if meta.is_dir() {
+                        Ok(())
+                    } else {
+                        Err(not_a_directory(ancestor))
+                    };
+                }
             }
             Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(io_err(dir))
         }
         Err(e) => Err(io_err(dir)(e)),
     }
@@ -733,12 +763,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_on_the_path_of_a_layout_is_refused_before_writing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        fs::write(&file, "x").unwrap();
+        for dir in [file.clone(), file.join("layout/deeper")] {
+            let err = check_target(&dir, &[]).unwrap_err();
+            assert!(
+                matches!(&err, LayoutError::NotADirectory { path, .. } if *path == file),
+                "{err}"
+            );
+        }
+        check_target(&tmp.path().join("new/layout"), &["1.0"]).unwrap();
+        assert!(check_target(&tmp.path().join("new"), &["bad tag"]).is_err());
+        assert!(!tmp.path().join("new").exists());
+    }
+
+    #[test]
     fn checks_the_layout_version_and_empty_dirs() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("layout");
         fs::create_dir(&dir).unwrap();
         // An existing empty directory is a fine place for a new layout.
-        prepare_dir(&dir).unwrap();
+        check_target(&dir, &[]).unwrap();
         fs::write(
             dir.join(OCI_LAYOUT_FILE),
             r#"{"imageLayoutVersion":"2.0.0"}"#,
@@ -749,7 +796,7 @@ mod tests {
             matches!(err, LayoutError::UnsupportedVersion { .. }),
             "{err}"
         );
-        assert!(prepare_dir(&dir).is_err());
+        assert!(check_target(&dir, &[]).is_err());
         fs::write(
             dir.join(OCI_LAYOUT_FILE),
             r#"{"imageLayoutVersion":"1.0.0"}"#,
