@@ -16,6 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::bullseye;
 use common::run::Sandbox;
 use sha2::{Digest, Sha256};
 
@@ -36,19 +37,6 @@ fn dist() -> PathBuf {
         );
     }
     dir
-}
-
-/// The shared bullseye root made by `scripts/bullseye-root.sh`.
-fn bullseye_root() -> PathBuf {
-    let root = std::env::var_os("ST2PACK_BULLSEYE_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/st2pack-ci/bullseye"));
-    assert!(
-        root.join("usr/bin/python3").exists(),
-        "{}: no Debian bullseye root there. Make it once (as root): bash scripts/bullseye-root.sh",
-        root.display()
-    );
-    root
 }
 
 /// Whether an ELF executable asks for a program interpreter (the dynamic loader): a static
@@ -132,36 +120,6 @@ fn the_dist_binaries_are_static_checksummed_and_name_their_build() {
     }
 }
 
-/// Runs `script` with `/bin/sh` inside the bullseye root seen through an overlay whose upper
-/// directory is `upper` (what the script writes lands there), with /proc mounted, in a private
-/// mount namespace, and a clean environment.
-fn in_bullseye(upper: &Path, script: &str) -> std::process::Output {
-    let lower = bullseye_root();
-    let work = upper.with_extension("work");
-    let merged = upper.with_extension("merged");
-    for dir in [upper, &work, &merged] {
-        fs::create_dir_all(dir).unwrap();
-    }
-    let outer = r#"mount -t overlay overlay -o "lowerdir=$1,upperdir=$2,workdir=$3" "$4"
-mount -t proc proc "$4/proc"
-exec chroot "$4" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
-  PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin /bin/sh -ec "$5""#;
-    Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-ec",
-            outer,
-            "sh",
-        ])
-        .args([&lower, upper, &work, &merged])
-        .arg(script)
-        .output()
-        .expect("unshare (util-linux) is installed")
-}
-
 #[test]
 fn the_static_binaries_install_and_build_inside_debian_bullseye() {
     let dist = dist();
@@ -196,7 +154,7 @@ bin/st2pack build --root /opt/stackstorm --base scratch --cache-dir /st2pack-tes
   --tag st2packs:bullseye --output oci:/st2pack-test/layout:bullseye \
   --digest-file /st2pack-test/digest
 "#;
-    let run = in_bullseye(&upper, script);
+    let run = bullseye::run(&upper, script);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
