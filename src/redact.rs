@@ -18,6 +18,21 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Returns `text` with the user info of every URL in it hidden, as [`redact_url`] does: for
+/// messages that quote what a pack or a user wrote (a requirements line may name an index URL
+/// with a token in it).
+pub fn redact_urls_in(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            if word.contains("://") {
+                redact_url(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Where the user info of `scheme://userinfo@host...` sits in `url`, when it has a non-empty one.
 fn user_info_span(url: &str) -> Option<(usize, usize)> {
     let start = url.find("://")? + 3;
@@ -89,6 +104,20 @@ fn urlencoding_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hides_the_user_info_of_every_url_in_a_text() {
+        assert_eq!(
+            redact_urls_in(
+                "-i https://bob:s3cret@host/simple: a pack may not\nx=git+https://tok@h/r.git"
+            ),
+            "-i https://***@host/simple: a pack may not\nx=git+https://***@h/r.git"
+        );
+        assert_eq!(
+            redact_urls_in("no url here, git@host:org/r"),
+            "no url here, git@host:org/r"
+        );
+    }
 
     #[test]
     fn hides_the_whole_user_info_keeps_host_and_path() {

@@ -16,6 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+use crate::redact::redact_urls_in;
 use entry::{Entry, GivenOption, Location, OptionKind, has_scheme};
 use lines::Numbered;
 pub use policy::Policy;
@@ -323,7 +324,7 @@ impl Reader {
         self.found.problems.push(Problem {
             file: file.to_path_buf(),
             line,
-            message,
+            message: redact_urls_in(&message),
             refused: false,
         });
     }
@@ -336,7 +337,7 @@ impl Reader {
         self.found.problems.push(Problem {
             file: file.to_path_buf(),
             line,
-            message,
+            message: redact_urls_in(&message),
             refused: true,
         });
     }
@@ -406,6 +407,21 @@ mod tests {
 
     fn refusals(found: &Requirements) -> Vec<String> {
         found.refusals().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_refusal_never_quotes_a_credential_the_pack_wrote() {
+        let dir = pack(&[(
+            "requirements.txt",
+            b"--index-url https://bob:s3cret@pypi.example/simple\n\
+              -r https://tok3n@files.example/reqs.txt\n",
+        )]);
+        let shown = refusals(&read(&dir, STRICT)).join("\n");
+        assert!(shown.contains("https://***@pypi.example/simple"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("tok3n"),
+            "{shown}"
+        );
     }
 
     #[test]
