@@ -59,33 +59,13 @@ pub fn build_wheel(
         top_level(modules).into_bytes(),
     ));
 
-    let mut record = String::new();
-    for (path, content) in &files {
-        let digest = Sha256::digest(content);
-        record.push_str(&format!(
-            "{path},sha256={},{}\n",
-            urlsafe_b64_nopad(&digest),
-            content.len()
-        ));
-    }
-    let record_path = format!("{dist_info}/RECORD");
-    record.push_str(&format!("{record_path},,\n"));
-    files.push((record_path, record.into_bytes()));
-
     std::fs::create_dir_all(out_dir).expect("create wheel output directory");
-    let wheel = out_dir.join(format!("{dist}-{version}-py3-none-any.whl"));
-    let file = std::fs::File::create(&wheel).expect("create wheel file");
-    let mut zip = zip::ZipWriter::new(file);
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .unix_permissions(0o644);
-    for (path, content) in &files {
-        zip.start_file(path.as_str(), options)
-            .expect("add file to wheel");
-        zip.write_all(content).expect("write file into wheel");
-    }
-    zip.finish().expect("finish wheel");
-    wheel
+    write_wheel(
+        &out_dir.join(format!("{dist}-{version}-py3-none-any.whl")),
+        &dist_info,
+        files,
+        0o644,
+    )
 }
 
 fn top_level(modules: &[(&str, &str)]) -> String {
@@ -219,6 +199,23 @@ pub fn build_tagged_wheel(
         )
         .into_bytes(),
     ));
+    std::fs::create_dir_all(out_dir).expect("create wheel output directory");
+    write_wheel(
+        &out_dir.join(format!("{dist}-{version}-{tag}.whl")),
+        &dist_info,
+        entries,
+        0o755,
+    )
+}
+
+/// Adds the `RECORD` of `entries` under `dist_info` and zips them into `wheel`, each file with
+/// `mode`. Returns the wheel's path.
+fn write_wheel(
+    wheel: &Path,
+    dist_info: &str,
+    mut entries: Vec<(String, Vec<u8>)>,
+    mode: u32,
+) -> PathBuf {
     let mut record = String::new();
     for (path, content) in &entries {
         let digest = Sha256::digest(content);
@@ -232,17 +229,15 @@ pub fn build_tagged_wheel(
     record.push_str(&format!("{record_path},,\n"));
     entries.push((record_path, record.into_bytes()));
 
-    std::fs::create_dir_all(out_dir).expect("create wheel output directory");
-    let wheel = out_dir.join(format!("{dist}-{version}-{tag}.whl"));
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).expect("create wheel file"));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(wheel).expect("create wheel file"));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
-        .unix_permissions(0o755);
+        .unix_permissions(mode);
     for (path, content) in &entries {
         zip.start_file(path.as_str(), options)
             .expect("add file to wheel");
         zip.write_all(content).expect("write file into wheel");
     }
     zip.finish().expect("finish wheel");
-    wheel
+    wheel.to_path_buf()
 }
