@@ -71,6 +71,64 @@ pub struct VirtualenvPin {
     /// The installer and the settings that shaped the virtualenv.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installer: Option<InstallerPin>,
+    /// The runtime the virtualenv was built for: it only works there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimePin>,
+}
+
+/// The cluster runtime a virtualenv was built for: the interpreter at that path, of that
+/// version, on that platform. Two virtualenvs built for equal runtimes run side by side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimePin {
+    /// How it was chosen: `native` (built by the interpreter that runs it), `preset`,
+    /// `described` (`--target-python`...), or `image` (`--runtime-image`).
+    pub kind: String,
+    /// The preset's name (`st2-3.8`), for `preset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `MAJOR.MINOR` of the target Python.
+    pub python: String,
+    /// The interpreter the virtualenv's `bin/python` names there.
+    pub interpreter: String,
+    /// The wheel platform in uv's spelling (`x86_64-manylinux_2_31`); absent for a native build,
+    /// which takes whatever the interpreter accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The runtime image as given (credentials removed), for `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The runtime image's manifest digest, for `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+}
+
+impl RuntimePin {
+    /// True when a virtualenv built for `self` runs where one built for `other` does: same
+    /// Python, same interpreter path and, when both name one, same platform. How the runtime
+    /// was named does not matter.
+    pub fn runs_with(&self, other: &RuntimePin) -> bool {
+        self.python == other.python
+            && self.interpreter == other.interpreter
+            && match (&self.platform, &other.platform) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                _ => true,
+            }
+    }
+
+    /// How messages name it: `CPython 3.9 at /usr/bin/python3.9 on x86_64-manylinux_2_31
+    /// (st2-3.8)`.
+    pub fn describe(&self) -> String {
+        let mut text = format!("CPython {} at {}", self.python, self.interpreter);
+        if let Some(platform) = &self.platform {
+            text.push_str(&format!(" on {platform}"));
+        }
+        match (&self.name, &self.image) {
+            (Some(name), _) => text.push_str(&format!(" ({name})")),
+            (None, Some(image)) => text.push_str(&format!(" (image {image})")),
+            (None, None) => text.push_str(&format!(" ({})", self.kind)),
+        }
+        text
+    }
 }
 
 /// The installer of a virtualenv and its settings, as far as they change what it holds.
@@ -125,6 +183,11 @@ impl PackPin {
     /// Python version of the pack's virtualenv, when known.
     pub fn python_version(&self) -> Option<&str> {
         self.virtualenv.as_ref().map(|v| v.python_version.as_str())
+    }
+
+    /// The runtime the pack's virtualenv was built for, when recorded.
+    pub fn runtime(&self) -> Option<&RuntimePin> {
+        self.virtualenv.as_ref().and_then(|v| v.runtime.as_ref())
     }
 
     /// The virtualenv cache key, when known.
@@ -223,6 +286,50 @@ mod tests {
             ..sample()
         };
         assert!(!unknown.same_install_as(&unknown));
+    }
+
+    #[test]
+    fn runtimes_compare_by_python_interpreter_and_platform() {
+        let focal = RuntimePin {
+            kind: "preset".into(),
+            name: Some("st2-3.8".into()),
+            python: "3.8".into(),
+            interpreter: "/usr/bin/python3.8".into(),
+            platform: Some("x86_64-manylinux_2_31".into()),
+            ..Default::default()
+        };
+        let described = RuntimePin {
+            kind: "described".into(),
+            name: None,
+            ..focal.clone()
+        };
+        assert!(focal.runs_with(&described));
+        let native = RuntimePin {
+            kind: "native".into(),
+            platform: None,
+            ..described.clone()
+        };
+        assert!(native.runs_with(&focal));
+        for other in [
+            RuntimePin {
+                python: "3.9".into(),
+                ..focal.clone()
+            },
+            RuntimePin {
+                interpreter: "/usr/local/bin/python3.8".into(),
+                ..focal.clone()
+            },
+            RuntimePin {
+                platform: Some("x86_64-manylinux_2_35".into()),
+                ..focal.clone()
+            },
+        ] {
+            assert!(!focal.runs_with(&other), "{}", other.describe());
+        }
+        assert_eq!(
+            focal.describe(),
+            "CPython 3.8 at /usr/bin/python3.8 on x86_64-manylinux_2_31 (st2-3.8)"
+        );
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn venv_pin(spec: &VenvSpec) -> Result<VirtualenvPin, VenvError> {
             only_binary: spec.only_binary,
             offline_wheelhouse: spec.wheelhouse.is_some(),
         }),
+        runtime: None,
     })
 }
 
