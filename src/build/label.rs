@@ -8,13 +8,14 @@
 //! is covered by the image digest — so its bytes never change for the same packs.
 //!
 //! Each entry is the part of a [`PackPin`] worth showing: name, version, commit, source and the
-//! virtualenv's Python, under short keys (`python`). Reading a label back gives pins with just
+//! virtualenv's Python and the runtime it was built for, under short keys (`python`,
+//! `runtime`). Reading a label back gives pins with just
 //! those facts.
 
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::image::assemble::Image;
-use crate::pack::pin::{PackPin, VirtualenvPin};
+use crate::pack::pin::{PackPin, RuntimePin, VirtualenvPin};
 use crate::redact::redact_url;
 
 /// Config label listing the packs in the image (a compact JSON array, see [`encode`]).
@@ -33,6 +34,9 @@ struct Entry {
     /// Python version of the pack's virtualenv (`3.8.10`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     python: Option<String>,
+    /// The runtime the virtualenv was built for: what the cluster's st2 image must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime: Option<RuntimePin>,
 }
 
 impl Entry {
@@ -45,6 +49,7 @@ impl Entry {
             commit: pin.commit.clone(),
             source: redact_url(&pin.source),
             python: pin.python_version().map(str::to_string),
+            runtime: pin.runtime().cloned(),
         }
     }
 
@@ -59,6 +64,7 @@ impl Entry {
             virtualenv: self.python.map(|python_version| VirtualenvPin {
                 key: None,
                 python_version,
+                runtime: self.runtime,
                 ..Default::default()
             }),
         }
@@ -173,6 +179,25 @@ mod tests {
         // Other writers may spell absence as null.
         let with_nulls = r#"[{"name":"local","version":"1.0.0","commit":null,"source":"https://example.com/local.git","python":null}]"#;
         assert_eq!(decode(with_nulls).unwrap(), vec![local]);
+    }
+
+    #[test]
+    fn the_runtime_is_recorded_and_read_back() {
+        let mut built = pack("alpha");
+        built.virtualenv.as_mut().unwrap().runtime = Some(RuntimePin {
+            kind: "preset".into(),
+            name: Some("st2-3.8".into()),
+            python: "3.8".into(),
+            interpreter: "/usr/bin/python3.8".into(),
+            platform: Some("x86_64-manylinux_2_31".into()),
+            ..Default::default()
+        });
+        let value = encode(std::slice::from_ref(&built));
+        assert!(
+            value.contains(r#""runtime":{"kind":"preset","name":"st2-3.8","python":"3.8""#),
+            "{value}"
+        );
+        assert_eq!(decode(&value).unwrap(), vec![built]);
     }
 
     #[test]
