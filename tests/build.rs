@@ -35,6 +35,8 @@ fn build(sandbox: &Sandbox, args: &[&str]) -> Run {
         wheelhouse.to_str().unwrap(),
         "--python",
         "/usr/bin/python3",
+        "--runtime",
+        "host",
     ];
     all.extend_from_slice(args);
     st2pack(sandbox, &all)

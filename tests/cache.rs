@@ -95,6 +95,8 @@ impl Fixture {
                 wheelhouse.to_str().unwrap(),
                 "--python",
                 "/usr/bin/python3",
+                "--runtime",
+                "host",
                 "--base",
                 &format!("oci:{}:1", self.base.display()),
                 "--tag",

@@ -173,6 +173,8 @@ fn a_build_never_puts_a_host_file_into_an_image() {
         wheelhouse.to_str().unwrap(),
         "--python",
         "/usr/bin/python3",
+        "--runtime",
+        "host",
         "--base",
         "scratch",
         "--tag",

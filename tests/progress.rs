@@ -53,6 +53,8 @@ fn build_command(sandbox: &Sandbox, registry: &TestRegistry, packs: &[PathBuf]) 
         .args([
             "--python",
             "/usr/bin/python3",
+            "--runtime",
+            "host",
             "--base",
             "scratch",
             "--push",

@@ -82,6 +82,8 @@ fn a_token_as_the_url_user_is_hidden_in_output_records_and_image_labels() {
         wheelhouse.to_str().unwrap(),
         "--python",
         "/usr/bin/python3",
+        "--runtime",
+        "host",
         "--base",
         "scratch",
         "--tag",

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use common::wheel::{build_wheel, seed_wheelhouse, urlsafe_b64_nopad};
 use st2pack::install::venv::{
-    self, BuiltVenv, Installer, PythonInfo, ST2_PTH_FILE, VenvError, VenvSpec,
+    self, BuiltVenv, Installer, PythonInfo, ST2_PTH_FILE, VenvError, VenvRuntime, VenvSpec,
 };
 
 const GREETING: &str = "hello from helperlib";
@@ -90,6 +90,8 @@ fn spec(python: PythonInfo, installer: Installer, final_dir: &Path, tmp: &Path) 
         cache_dir: None,
         bytecode_cache: None,
         rebuild: false,
+        runtime: VenvRuntime::Native,
+        keep_pip: true,
     }
 }
 

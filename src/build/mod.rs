@@ -263,7 +263,10 @@ mod tests {
             format!("docker-archive:{}", archive.display()),
         ];
         let request = BuildRequest {
-            packs: PackInput::Installed { root },
+            packs: PackInput::Installed {
+                root,
+                runtime: None,
+            },
             base: BaseImage::parse("scratch").unwrap(),
             targets: target::targets(&tags, false, &outputs).unwrap(),
             layer_options: LayerOptions::default(),
@@ -323,6 +326,7 @@ mod tests {
         let request = BuildRequest {
             packs: PackInput::Installed {
                 root: tmp.path().join("nope"),
+                runtime: None,
             },
             base: BaseImage::Scratch,
             targets: Vec::new(),

@@ -10,13 +10,18 @@ use crate::cache::Cache;
 use crate::install::place::Targets;
 use crate::install::{self, InstallOptions, Status};
 use crate::pack::name::PackName;
+use crate::pack::pin::RuntimePin;
 use crate::pack::spec::PackSpec;
 
 /// Where a build's packs come from.
 #[derive(Debug, Clone)]
 pub enum PackInput {
-    /// The packs installed under `root` (`packs/`, `virtualenvs/`), by st2pack or another tool.
-    Installed { root: PathBuf },
+    /// The packs installed under `root` (`packs/`, `virtualenvs/`), by st2pack or another tool;
+    /// refused if one was built for another runtime than `runtime`, when one was asked for.
+    Installed {
+        root: PathBuf,
+        runtime: Option<RuntimePin>,
+    },
     /// Install `specs` first into `root` (default: the cache's build root), which is kept, so that unchanged packs and their layers are reused next time. `options` say how to
     /// fetch and build; where packs go is the build's choice: `root`, used from the image's
     /// [`PACKS_IN_IMAGE`] and [`VIRTUALENVS_IN_IMAGE`].
@@ -35,7 +40,10 @@ pub async fn collect(
     on_event: &mut impl FnMut(BuildEvent<'_>),
 ) -> Result<Vec<PackTree>, BuildError> {
     match input {
-        PackInput::Installed { root } => {
+        PackInput::Installed { root, runtime } => {
+            if let Some(runtime) = runtime {
+                tree::check_runtime(root, runtime).map_err(BuildError::Tree)?;
+            }
             let packs = tree::collect(root).map_err(BuildError::Tree)?;
             for pack in &packs {
                 if let Some(warning) = built_elsewhere(pack) {
@@ -49,6 +57,12 @@ pub async fn collect(
             specs,
             options,
         } => {
+            if let Some(root) = root {
+                let asked = install::runtime_pin(options)
+                    .await
+                    .map_err(BuildError::Install)?;
+                tree::check_runtime(root, &asked).map_err(BuildError::Tree)?;
+            }
             let root = root.clone().unwrap_or_else(|| cache.build_root());
             install(&root, specs, options, cache, on_event).await
         }

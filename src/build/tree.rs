@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use crate::pack::manifest::PackManifest;
 use crate::pack::name::PackName;
-use crate::pack::pin::{PackPin, VirtualenvPin};
+use crate::pack::pin::{PackPin, RuntimePin, VirtualenvPin};
 
 /// One installed pack, ready to become a layer.
 #[derive(Debug, Clone)]
@@ -33,6 +33,42 @@ pub enum TreeError {
     NoPacks(PathBuf),
     #[error("{path}: {message}")]
     Pack { path: PathBuf, message: String },
+    #[error(
+        "--root {root}: the virtualenv of pack {pack} was built for {built_for}, but this build \
+         is for {asked}; a virtualenv only runs on the runtime it was built for, so one image \
+         cannot hold both. Build for {built_for} (the same runtime options as before), or \
+         install into a new --root"
+    )]
+    OtherRuntime {
+        root: PathBuf,
+        pack: String,
+        built_for: String,
+        asked: String,
+    },
+}
+
+/// Refuses a tree holding a pack whose virtualenv was built for another runtime than `asked`.
+/// Packs with no runtime recorded (installed by another tool, or by an older st2pack) pass.
+pub fn check_runtime(root: &Path, asked: &RuntimePin) -> Result<(), TreeError> {
+    if !root.join("packs").is_dir() {
+        return Ok(());
+    }
+    let packs = match collect(root) {
+        Ok(packs) => packs,
+        Err(TreeError::NoPacks(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for pack in packs {
+        if let Some(built_for) = pack.pin.runtime().filter(|r| !r.runs_with(asked)) {
+            return Err(TreeError::OtherRuntime {
+                root: root.to_path_buf(),
+                pack: pack.name.to_string(),
+                built_for: built_for.describe(),
+                asked: asked.describe(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every pack under `<root>/packs`, sorted by name. Entries that are not packs (dot files, the

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::install::{InstallSettings, Placement, print_summary};
 use super::registry_args::RegistryArgs;
+use super::runtime_args::{self, RuntimeDefault};
 use super::target_args::{TargetArgs, print_written};
 use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::{
@@ -88,6 +89,12 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub install: InstallSettings,
+
+    /// Keep pip and wheel in the image's virtualenvs. They cannot install anything on the
+    /// chart's read-only volumes, so they are left out by default (setuptools stays: packs
+    /// import pkg_resources).
+    #[arg(long)]
+    pub keep_pip: bool,
 
     /// Print a machine-readable summary on stdout instead of the digest.
     #[arg(long)]
@@ -183,19 +190,34 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         args.install.cache_dir.clone(),
         Duration::from_secs(args.install.lock_timeout),
     )?;
+    let placement = Placement {
+        progress: progress.clone(),
+        ..Placement::default()
+    };
+    let (mut options, specs) = args
+        .install
+        .to_options(&args.packs, placement)
+        .map_err(usage)?;
+    options.keep_pip = args.keep_pip;
     let packs = if args.packs.is_empty() {
+        // Only checked against the tree when asked for: the tree is layered as it is.
+        let runtime = if args.install.runtime.given() {
+            runtime_args::apply(&args.install.runtime, &mut options, RuntimeDefault::Native)
+                .await?;
+            let pin = install::runtime_pin(&options)
+                .await
+                .map_err(|e| (e.exit_code(), e.to_string()))?;
+            Some(pin)
+        } else {
+            None
+        };
         PackInput::Installed {
             root: args.root.clone().unwrap_or_default(),
+            runtime,
         }
     } else {
-        let placement = Placement {
-            progress: progress.clone(),
-            ..Placement::default()
-        };
-        let (options, specs) = args
-            .install
-            .to_options(&args.packs, placement)
-            .map_err(usage)?;
+        let runtime = &args.install.runtime;
+        runtime_args::apply(runtime, &mut options, RuntimeDefault::ChartDefault).await?;
         PackInput::Install {
             root: args.root.clone(),
             specs,

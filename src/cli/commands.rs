@@ -49,7 +49,7 @@ pub struct St2packCli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Install packs and their virtualenvs (the same engine as st2-pack-install).
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Build an image of packs for the stackstorm-k8s chart, and push or write it.
     Build(Box<BuildArgs>),
     /// List the packs and layers of an image.

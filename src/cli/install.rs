@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::runtime_args::{self, RuntimeDefault, RuntimeFlags};
 use super::{failed, run_to_exit_code, usage};
 use crate::cache::Cache;
 use crate::config::St2Config;
 use crate::install::place::Targets;
-use crate::install::venv::Installer;
+use crate::install::venv::{Installer, VenvRuntime};
 use crate::install::{self, InstallOptions, InstallReport, Status, default_jobs};
 use crate::pack::spec::PackSpec;
 use crate::progress::Progress;
@@ -149,6 +150,9 @@ pub struct InstallSettings {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub lock_timeout: u64,
 
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
+
     /// Accepted for compatibility with upstream st2-pack-install; Python 3 is always used.
     #[arg(long, hide = true)]
     pub use_python3: bool,
@@ -220,6 +224,8 @@ impl InstallSettings {
                 .clone()
                 .or_else(|| config.python_binary())
                 .unwrap_or_else(|| PathBuf::from("python3")),
+            runtime: VenvRuntime::Native,
+            keep_pip: true,
             installer: match self.installer {
                 InstallerArg::Auto => Installer::Auto,
                 InstallerArg::Uv => Installer::Uv,
@@ -261,10 +267,12 @@ pub fn run(args: &InstallArgs) -> i32 {
         progress: Progress::new(args.verbose || args.debug),
     };
     run_to_exit_code(async {
-        let (options, specs) = args
+        let (mut options, specs) = args
             .settings
             .to_options(&args.packs, placement)
             .map_err(usage)?;
+        let runtime = &args.settings.runtime;
+        runtime_args::apply(runtime, &mut options, RuntimeDefault::Native).await?;
         let report = install::install(&options, &specs)
             .await
             .map_err(|e| (e.exit_code(), e.to_string()))?;

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod inspect;
 pub mod install;
 pub mod registry_args;
+pub mod runtime_args;
 pub mod target_args;
 pub mod validate;
 

@@ -12,11 +12,11 @@ use super::fetch::{FetchContext, FetchedPack, fetch_pack};
 use super::lock::{self, LockError};
 use super::place::PlaceError;
 use super::resolve::{Candidate, Decision, resolve};
-use super::venv::{self, PythonInfo, VenvError, VenvSpec};
+use super::venv::{self, PythonInfo, VenvError, VenvRuntime, VenvSpec};
 use super::{InstallOptions, InstallReport, PackOutcome, Status};
 use crate::cache::{Bucket, Cache, CacheError};
 use crate::pack::name::is_system_pack;
-use crate::pack::pin::PackPin;
+use crate::pack::pin::{PackPin, RuntimePin};
 use crate::pack::spec::{PackSource, PackSpec};
 use crate::progress::{Phase, Progress, Step};
 use crate::source::git::GitOptions;
@@ -76,15 +76,31 @@ struct Request {
     requested_by: Vec<String>,
 }
 
+/// The runtime `options` build virtualenvs for, as pins record it.
+pub async fn runtime_pin(options: &InstallOptions) -> Result<RuntimePin, InstallError> {
+    Ok(match &options.runtime {
+        VenvRuntime::Native => {
+            let python = venv::probe_python(&options.python)
+                .await
+                .map_err(InstallError::Python)?;
+            venv::native_runtime_pin(&python)
+        }
+        VenvRuntime::Target(build) => build.pin.clone(),
+    })
+}
+
 /// Installs `specs` and their dependencies. Per-pack failures are in the report; only problems
 /// that prevent any install (no interpreter, lock timeout, unusable directories) are errors.
 pub async fn install(
     options: &InstallOptions,
     specs: &[PackSpec],
 ) -> Result<InstallReport, InstallError> {
-    let python = venv::probe_python(&options.python)
-        .await
-        .map_err(InstallError::Python)?;
+    let python = match &options.runtime {
+        VenvRuntime::Native => venv::probe_python(&options.python)
+            .await
+            .map_err(InstallError::Python)?,
+        VenvRuntime::Target(build) => build.python_info(),
+    };
     // Held for the whole run, so that `st2pack cache prune` never removes what it uses.
     let cache = open_cache(options).await?;
     let targets = options.targets.clone();
@@ -395,6 +411,8 @@ async fn prepare(
         cache_dir: Some(options.cache.bucket(Bucket::Virtualenvs)),
         bytecode_cache: Some(bytecode_cache.clone()),
         rebuild: options.force,
+        runtime: options.runtime.clone(),
+        keep_pip: options.keep_pip,
     };
     let virtualenv = venv::venv_pin(&spec).map_err(|e| e.to_string())?;
     let pin = PackPin {
@@ -431,10 +449,14 @@ async fn prepare(
     // A pack's Python files are compiled like its virtualenv, so a read-only volume never needs
     // bytecode written at run time. Files that do not compile (Python 2 syntax in an old
     // action) only warn, as pip does.
-    options.progress.step(shown, Step::CompilingBytecode);
-    match venv::compile_bytecode(&python.path, &staged, Some(&bytecode_cache), &[]).await {
-        Ok(compile_warnings) => warnings.extend(compile_warnings),
-        Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
+    // Without an interpreter of the runtime's version, nothing is compiled: the virtualenv's
+    // warning says what that costs.
+    if let Some(bytecode_python) = spec.bytecode_python() {
+        options.progress.step(shown, Step::CompilingBytecode);
+        match venv::compile_bytecode(bytecode_python, &staged, Some(&bytecode_cache), &[]).await {
+            Ok(compile_warnings) => warnings.extend(compile_warnings),
+            Err(e) => warnings.push(format!("the pack's Python files were not compiled: {e}")),
+        }
     }
     let pack_dir = staged.clone();
     tokio::task::spawn_blocking(move || super::modes::normalize(&pack_dir))

@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use engine::{InstallError, install};
+pub use engine::{InstallError, install, runtime_pin};
 
 use crate::cache::Cache;
 use crate::progress::Progress;
 use crate::source::index::IndexOptions;
 use place::Targets;
-use venv::Installer;
+use venv::{Installer, VenvRuntime};
 
 /// Everything an install run needs to know, already resolved from flags, st2.conf and defaults.
 #[derive(Debug, Clone)]
@@ -35,6 +35,10 @@ pub struct InstallOptions {
     pub packs_runtime_dir: PathBuf,
     pub virtualenvs_runtime_dir: PathBuf,
     pub python: PathBuf,
+    /// Who the virtualenvs are built for: `python` itself, or a target runtime.
+    pub runtime: VenvRuntime,
+    /// Keep pip and wheel in the virtualenvs (`--keep-pip`; always for installs on a host).
+    pub keep_pip: bool,
     pub installer: Installer,
     pub index: IndexOptions,
     /// Git mirrors, built virtualenvs and bytecode; its shared lock is held for the run.

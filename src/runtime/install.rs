@@ -31,6 +31,9 @@ pub struct InstallOptions {
     pub only_binary: bool,
     /// uv's cache directory; uv's default when `None`.
     pub cache_dir: Option<PathBuf>,
+    /// The interpreter uv builds source distributions with (`--python`): the runtime image's,
+    /// through its launcher. `None`: one of this machine's, which only pure-Python ones suit.
+    pub python: Option<PathBuf>,
 }
 
 impl InstallOptions {
@@ -43,6 +46,7 @@ impl InstallOptions {
             no_index: false,
             only_binary: false,
             cache_dir: None,
+            python: None,
         }
     }
 
@@ -97,6 +101,9 @@ pub fn install(
         .arg(target.python.to_string())
         .arg("--python-platform")
         .arg(target.platform.uv_triple());
+    if let Some(python) = &options.python {
+        command.arg("--python").arg(python);
+    }
     if let Some(wheelhouse) = &options.wheelhouse {
         command.arg("--find-links").arg(wheelhouse);
     }

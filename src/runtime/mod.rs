@@ -65,34 +65,52 @@ pub fn make_virtualenv(
         .tempdir_in(parent)
         .map_err(RuntimeError::io(parent, "create a staging directory in"))?;
     let venv = staging.path().join("venv");
+    let filled = fill_virtualenv(&venv, final_dir, target, options, &[staging.path().into()])?;
+    fs::rename(&venv, dir).map_err(RuntimeError::io(dir, "move the finished virtualenv to"))?;
+    Ok(TargetVenv {
+        site_packages: layout::site_packages(dir, target),
+        dir: dir.to_path_buf(),
+        scripts: filled.scripts,
+    })
+}
 
-    let site_packages = layout::lay_out(&venv, target)?;
+/// Makes the virtualenv for `target` in `venv` (missing or empty), for the path `final_dir` it
+/// will have on the cluster, and checks it: every extension module is for the target, and no
+/// file names `build_paths` (the staging directories), the build machine's interpreter or
+/// uv's cache. The caller removes `venv` on error.
+pub fn fill_virtualenv(
+    venv: &Path,
+    final_dir: &Path,
+    target: &TargetRuntime,
+    options: &InstallOptions,
+    build_paths: &[PathBuf],
+) -> Result<TargetVenv, RuntimeError> {
+    let site_packages = layout::lay_out(venv, target)?;
     let run = install::install(&site_packages, target, options)?;
     let lock = site_packages.join(".lock");
     if lock.exists() {
         fs::remove_file(&lock).map_err(RuntimeError::io(&lock, "remove"))?;
     }
-    let scripts = scripts::relocate_scripts(&venv, &site_packages, final_dir)?;
+    let scripts = scripts::relocate_scripts(venv, &site_packages, final_dir)?;
     tags::check_installed(&site_packages, target)?;
-    leaks::check_no_build_paths(&venv, &build_paths(staging.path(), &run, target, options))?;
-
-    fs::rename(&venv, dir).map_err(RuntimeError::io(dir, "move the finished virtualenv to"))?;
+    let mut forbidden = build_paths.to_vec();
+    forbidden.extend(host_paths(&run, target, options));
+    leaks::check_no_build_paths(venv, &forbidden)?;
     Ok(TargetVenv {
-        site_packages: layout::site_packages(dir, target),
-        dir: dir.to_path_buf(),
+        dir: venv.to_path_buf(),
+        site_packages,
         scripts,
     })
 }
 
 /// Paths of this machine that must not appear in the virtualenv. The host interpreter's prefix
 /// counts unless the target's interpreter lives under it too (`/usr`).
-fn build_paths(
-    staging: &Path,
+fn host_paths(
     run: &install::UvRun,
     target: &TargetRuntime,
     options: &InstallOptions,
 ) -> Vec<PathBuf> {
-    let mut paths = vec![staging.to_path_buf()];
+    let mut paths = Vec::new();
     if let Some(host) = &run.host_interpreter {
         let prefix = host.parent().and_then(Path::parent);
         let candidates = [Some(host.as_path()), prefix];
@@ -106,5 +124,6 @@ fn build_paths(
         );
     }
     paths.extend(options.cache_dir.clone());
+    paths.extend(options.python.clone());
     paths
 }

@@ -5,6 +5,7 @@
 
 pub mod bullseye;
 pub mod containerd;
+pub mod extension;
 pub mod pty;
 pub mod registry;
 pub mod repos;

@@ -126,6 +126,39 @@ pub(crate) fn key_for(
     if spec.only_binary {
         h.field("only_binary", b"1");
     }
+    if !spec.keep_pip {
+        h.field("lean", b"1");
+    }
+    if let super::VenvRuntime::Target(build) = &spec.runtime {
+        let target = &build.target;
+        h.field("target.python", target.python.to_string().as_bytes());
+        h.path("target.interpreter", Some(&target.interpreter));
+        h.field("target.platform", target.platform.uv_triple().as_bytes());
+        h.path("target.pyvenv_home", Some(&target.pyvenv_home));
+        h.path(
+            "target.st2_site_packages",
+            target.st2_site_packages.as_deref(),
+        );
+        h.field("target.kind", build.pin.kind.as_bytes());
+        h.field(
+            "target.image_digest",
+            build.pin.image_digest.as_deref().unwrap_or("").as_bytes(),
+        );
+        // An image's launcher lives in a temporary directory; the image digest stands for it.
+        let bytecode = build
+            .bytecode_python
+            .as_deref()
+            .filter(|_| build.pin.kind != "image");
+        h.path("target.bytecode_python", bytecode);
+        h.field(
+            "target.bytecode",
+            if build.bytecode_python.is_some() {
+                b"1"
+            } else {
+                b"0"
+            },
+        );
+    }
     h.path("wheelhouse", spec.wheelhouse.as_deref());
     if let Some(dir) = &spec.wheelhouse {
         for (name, size) in installer::wheelhouse_listing(dir)? {

@@ -51,6 +51,19 @@ pub enum VenvError {
     )]
     UvNotFound,
 
+    /// A virtualenv for another runtime than this machine's is made by uv, which is missing.
+    #[error(
+        "building virtualenvs for {target} needs uv, which resolves and installs for another          Python and platform, but `uv` was not found on PATH (or --installer pip was given);          install it (`pip install uv`)"
+    )]
+    TargetNeedsUv { target: String },
+
+    /// A virtualenv for a target runtime could not be made; the message names why.
+    #[error("{source}")]
+    Runtime {
+        #[from]
+        source: crate::runtime::RuntimeError,
+    },
+
     /// An installer (uv, pip, `python -m venv`) ran and failed.
     #[error(
         "`{command}` failed ({status}) while building the virtualenv for {final_dir}:\n{output}\n\

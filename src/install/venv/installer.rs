@@ -95,6 +95,9 @@ pub(crate) struct Seed {
     pub requirement: &'static str,
     /// Only releases whose major version is below this satisfy `requirement`.
     pub below_major: Option<u64>,
+    /// Only of use to install more packages, which never happens on the chart's read-only
+    /// volumes: image builds leave it out (`--keep-pip` keeps it).
+    pub only_to_install: bool,
 }
 
 /// `setuptools` 81 dropped `pkg_resources`, which many packs still import.
@@ -103,16 +106,19 @@ pub(crate) const SEEDS: [Seed; 3] = [
         name: "pip",
         requirement: "pip",
         below_major: None,
+        only_to_install: true,
     },
     Seed {
         name: "setuptools",
         requirement: "setuptools<81",
         below_major: Some(81),
+        only_to_install: false,
     },
     Seed {
         name: "wheel",
         requirement: "wheel",
         below_major: None,
+        only_to_install: true,
     },
 ];
 
@@ -145,16 +151,21 @@ fn normalize_name(name: &str) -> String {
 }
 
 /// The seeds to install: those the new venv lacks (`python -m venv` already has ensurepip's pip,
-/// and setuptools before Python 3.12). With a wheelhouse, a missing seed without a suitable wheel
-/// there is skipped with a warning instead of failing the whole build.
+/// and setuptools before Python 3.12), without pip and wheel unless `keep_pip`. With a
+/// wheelhouse, a missing seed without a suitable wheel there is skipped with a warning instead
+/// of failing the whole build.
 pub(crate) fn select_seeds(
     wheelhouse: Option<&[(String, u64)]>,
     site_packages: Option<&Path>,
+    keep_pip: bool,
 ) -> (Vec<&'static str>, Vec<String>) {
     let installed = site_packages.map(installed_dists).unwrap_or_default();
     let mut chosen = Vec::new();
     let mut warnings = Vec::new();
-    for seed in &SEEDS {
+    for seed in SEEDS
+        .iter()
+        .filter(|seed| keep_pip || !seed.only_to_install)
+    {
         let installed = installed.iter().map(String::as_str);
         if any_satisfies(installed, ".dist-info", seed) {
             continue;
@@ -298,6 +309,16 @@ pub(crate) async fn install(
     run(cmd, label, build_dir, &spec.final_dir, INSTALL_HINT).await
 }
 
+/// Removes the pip (and wheel) that `python -m venv` seeded, once everything is installed: they
+/// cannot run on the chart's read-only volumes (see [`Seed::only_to_install`]).
+pub(crate) async fn remove_pip(spec: &VenvSpec, build_dir: &Path) -> Result<(), VenvError> {
+    let mut cmd = Command::new(build_dir.join("bin").join("python"));
+    cmd.args(["-m", "pip", "uninstall", "--yes", "--no-input"])
+        .args(SEEDS.iter().filter(|s| s.only_to_install).map(|s| s.name));
+    let label = "python -m pip uninstall".to_string();
+    run(cmd, label, build_dir, &spec.final_dir, INSTALL_HINT).await
+}
+
 /// The venv's prompt: the name it will have, not the staging directory's.
 fn prompt_for(final_dir: &Path) -> OsString {
     final_dir
@@ -437,17 +458,26 @@ mod tests {
             "pip-23.2.1-py3-none-any.whl",
             "Setuptools-65.5.0-py3-none-any.WHL",
         ]);
-        let (chosen, warnings) = select_seeds(Some(&wh), None);
+        let (chosen, warnings) = select_seeds(Some(&wh), None, true);
         assert_eq!(chosen, ["pip"]);
         assert_eq!(warnings.len(), 2);
         let wh = listing(&[
             "pip-23.2.1-py3-none-any.whl",
             "Setuptools-65.5.0-py3-none-any.whl",
         ]);
-        let (chosen, warnings) = select_seeds(Some(&wh), None);
+        let (chosen, warnings) = select_seeds(Some(&wh), None, true);
         assert_eq!(chosen, ["pip", "setuptools<81"]);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("`wheel`"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_lean_virtualenv_gets_setuptools_only() {
+        let (chosen, warnings) = select_seeds(Some(&listing(&[])), None, false);
+        assert!(chosen.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("`setuptools<81`"), "{warnings:?}");
+        assert_eq!(select_seeds(None, None, false).0, ["setuptools<81"]);
     }
 
     #[test]
@@ -456,10 +486,10 @@ mod tests {
             "setuptools-81.0.0-py3-none-any.whl",
             "wheel-0.45.1-py3-none-any.whl",
         ]);
-        let (chosen, warnings) = select_seeds(Some(&wh), None);
+        let (chosen, warnings) = select_seeds(Some(&wh), None, true);
         assert_eq!(chosen, ["wheel"]);
         assert_eq!(warnings.len(), 2);
-        let (chosen, warnings) = select_seeds(None, None);
+        let (chosen, warnings) = select_seeds(None, None, true);
         assert_eq!(chosen.len(), 3);
         assert!(warnings.is_empty());
     }
@@ -469,10 +499,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("pip-23.2.1.dist-info")).unwrap();
         std::fs::create_dir(tmp.path().join("setuptools-82.0.0.dist-info")).unwrap();
-        let (chosen, warnings) = select_seeds(Some(&[]), Some(tmp.path()));
+        let (chosen, warnings) = select_seeds(Some(&[]), Some(tmp.path()), true);
         assert!(chosen.is_empty());
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        let (chosen, _) = select_seeds(None, Some(tmp.path()));
+        let (chosen, _) = select_seeds(None, Some(tmp.path()), true);
         assert_eq!(chosen, ["setuptools<81", "wheel"]);
     }
 
@@ -482,6 +512,7 @@ mod tests {
             name: "my-pkg",
             requirement: "my-pkg",
             below_major: None,
+            only_to_install: false,
         };
         assert!(dist_satisfies("My_Pkg-1.0-py3-none-any", &seed));
         assert!(dist_satisfies("my.pkg-1.0", &seed));

@@ -10,6 +10,7 @@
 mod bytecode;
 mod cache;
 mod error;
+mod for_target;
 mod installer;
 mod python;
 mod relocate;
@@ -19,10 +20,11 @@ use std::path::{Path, PathBuf};
 
 pub use bytecode::compile_bytecode;
 pub use error::VenvError;
+pub use for_target::{NO_BYTECODE_WARNING, TargetBuild};
 pub use installer::{BASE_REQUIREMENT, Installer};
 pub use python::{PythonInfo, probe_python};
 
-use crate::pack::pin::{InstallerPin, VirtualenvPin};
+use crate::pack::pin::{InstallerPin, RuntimePin, VirtualenvPin};
 use crate::pack::requirements::{Policy, Requirements};
 
 use installer::Engine;
@@ -54,6 +56,51 @@ pub struct VenvSpec {
     pub bytecode_cache: Option<PathBuf>,
     /// Ignore a cache hit, rebuild and refresh the cache entry (`--force`).
     pub rebuild: bool,
+    /// Who the virtualenv is built for: `python` itself, or a target runtime.
+    pub runtime: VenvRuntime,
+    /// Keep pip and wheel in the virtualenv (`st2-pack-install` does, as upstream; image
+    /// builds leave them out unless `--keep-pip`).
+    pub keep_pip: bool,
+}
+
+/// Who a virtualenv is built for.
+#[derive(Debug, Clone, Default)]
+pub enum VenvRuntime {
+    /// The interpreter building it ([`VenvSpec::python`]), which runs it.
+    #[default]
+    Native,
+    /// A runtime whose interpreter is not the one building it.
+    Target(Box<TargetBuild>),
+}
+
+impl VenvSpec {
+    /// The interpreter that compiles bytecode for this virtualenv and its pack: the runtime's
+    /// own version, or none.
+    pub fn bytecode_python(&self) -> Option<&Path> {
+        match &self.runtime {
+            VenvRuntime::Native => Some(&self.python.path),
+            VenvRuntime::Target(build) => build.bytecode_python.as_deref(),
+        }
+    }
+
+    /// The runtime as the pin records it.
+    pub fn runtime_pin(&self) -> RuntimePin {
+        match &self.runtime {
+            VenvRuntime::Native => native_runtime_pin(&self.python),
+            VenvRuntime::Target(build) => build.pin.clone(),
+        }
+    }
+}
+
+/// The runtime of a virtualenv built by `python`, which runs it: no platform is named, the
+/// interpreter accepts what it accepts.
+pub fn native_runtime_pin(python: &PythonInfo) -> RuntimePin {
+    RuntimePin {
+        kind: "native".to_string(),
+        python: format!("{}.{}", python.major, python.minor),
+        interpreter: python.path.to_string_lossy().into_owned(),
+        ..Default::default()
+    }
 }
 
 /// What [`build_venv`] did.
@@ -109,7 +156,7 @@ pub fn venv_pin(spec: &VenvSpec) -> Result<VirtualenvPin, VenvError> {
             only_binary: spec.only_binary,
             offline_wheelhouse: spec.wheelhouse.is_some(),
         }),
-        runtime: None,
+        runtime: Some(spec.runtime_pin()),
     })
 }
 
@@ -152,6 +199,11 @@ fn read_requirements(spec: &VenvSpec) -> Result<Option<Requirements>, VenvError>
         return Err(VenvError::RefusedRequirements { problems: refused });
     }
     Ok(Some(found))
+}
+
+/// uv on PATH, if there is one.
+pub fn find_uv() -> Option<PathBuf> {
+    python::find_on_path("uv".as_ref())
 }
 
 /// True if `dir` looks like a usable venv: `pyvenv.cfg` is there and `bin/python` resolves to an
@@ -207,7 +259,10 @@ pub async fn build_venv(spec: &VenvSpec, build_dir: &Path) -> Result<BuiltVenv, 
         }
     }
 
-    let built_warnings = build_fresh(&engine, &spec, &build_dir).await?;
+    let built_warnings = match &spec.runtime {
+        VenvRuntime::Native => build_fresh(&engine, &spec, &build_dir).await?,
+        VenvRuntime::Target(build) => for_target::build(&engine, &spec, build, &build_dir).await?,
+    };
     let entry = cache::EntryMeta {
         key: key.clone(),
         python_version: spec.python.version.clone(),
@@ -246,8 +301,12 @@ async fn build_fresh(
     };
     installer::create(engine, spec, build_dir).await?;
     let site = site_packages(build_dir, &spec.python);
-    let (seeds, mut warnings) = installer::select_seeds(listing.as_deref(), site.as_deref());
+    let (seeds, mut warnings) =
+        installer::select_seeds(listing.as_deref(), site.as_deref(), spec.keep_pip);
     installer::install(engine, spec, build_dir, &seeds).await?;
+    if !spec.keep_pip && *engine == Engine::Pip {
+        installer::remove_pip(spec, build_dir).await?;
+    }
     if let Some(st2) = &spec.st2_site_packages {
         write_st2_pth(build_dir, &spec.python, st2)?;
     }
@@ -441,6 +500,8 @@ mod tests {
             cache_dir: Some(tmp.join("cache")),
             bytecode_cache: Some(tmp.join("bytecode")),
             rebuild: false,
+            runtime: VenvRuntime::Native,
+            keep_pip: true,
         }
     }
 
