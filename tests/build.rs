@@ -35,9 +35,12 @@ fn build(sandbox: &Sandbox, args: &[&str]) -> Run {
         wheelhouse.to_str().unwrap(),
         "--python",
         "/usr/bin/python3",
-        "--runtime",
-        "host",
     ];
+    // Packs the build installs are for this machine's interpreter; a tree given with --root is
+    // layered as it is.
+    if !args.contains(&"--root") {
+        all.extend(["--runtime", "host"]);
+    }
     all.extend_from_slice(args);
     st2pack(sandbox, &all)
 }

@@ -84,6 +84,9 @@ async fn inspect(args: &InspectArgs) -> Result<(), Failure> {
                 .map_or("-", |c| &c[..c.len().min(12)]),
             pack.source
         );
+        if let Some(runtime) = pack.runtime() {
+            println!("  {:<24} runtime {}", "", runtime.describe());
+        }
     }
     println!("\nlayers ({}):", inspection.layers.len());
     for layer in &inspection.layers {
