@@ -606,3 +606,56 @@ fn bad_runtime_input_is_refused_clearly_and_writes_nothing() {
         assert!(!layout.exists(), "{args:?} wrote the image");
     }
 }
+
+#[test]
+fn a_target_whose_interpreter_is_this_machines_is_built_natively() {
+    let sandbox = Sandbox::new();
+    fill_wheelhouse(&sandbox);
+    let pack = write_pack(&sandbox.path().join("src"), "first", "greeter\n");
+    let ask = |code: &str| {
+        checked("/usr/bin/python3", &["-I", "-c", code])
+            .trim()
+            .to_string()
+    };
+    let version = ask("import sys; print('%d.%d' % sys.version_info[:2])");
+    let interpreter = ask("import sys; print(sys.executable)");
+    let glibc = ask("import platform; print(platform.libc_ver()[1].replace('.', '_'))");
+    let platform = format!("x86_64-manylinux_{glibc}");
+    let layout = sandbox.path().join("layout");
+    let output = format!("oci:{}", layout.display());
+    let run = build(
+        &sandbox,
+        &[
+            pack.to_str().unwrap(),
+            "--target-python",
+            &version,
+            "--target-interpreter",
+            &interpreter,
+            "--target-platform",
+            &platform,
+            "--base",
+            "scratch",
+            "--tag",
+            "p:1",
+            "--output",
+            &output,
+        ],
+        &[],
+    );
+    run.assert_ok();
+    run.assert_stderr_has(&format!("{interpreter} is the runtime's own interpreter"));
+    let venv = sandbox
+        .cache()
+        .join("build-roots-v1/default/virtualenvs/first");
+    assert_eq!(
+        fs::read_link(venv.join("bin/python")).unwrap(),
+        Path::new(&interpreter)
+    );
+    let tag = version.replace('.', "");
+    assert!(
+        bytecode_files(&venv).iter().any(|p| p
+            .to_string_lossy()
+            .ends_with(&format!("greeter.cpython-{tag}.pyc"))),
+        "a native build compiles its bytecode"
+    );
+}

@@ -253,15 +253,52 @@ pub async fn apply(
             )));
         }
     };
+    let mut chosen = chosen;
     if let VenvRuntime::Target(build) = &chosen.runtime {
         // st2's default `virtualenv_opts` is --system-site-packages.
         options.system_site_packages |= build.target.system_site_packages;
+        if build.uv_python.is_none() && is_here(&build.target).await {
+            options.python = build.target.interpreter.clone();
+            chosen.message = Some(format!(
+                "note: {} is the runtime's own interpreter ({}): building natively",
+                build.target.interpreter.display(),
+                build.pin.describe()
+            ));
+            chosen.runtime = VenvRuntime::Native;
+        }
     }
     if let Some(message) = &chosen.message {
         eprintln!("{message}");
     }
     options.runtime = chosen.runtime;
     Ok(())
+}
+
+/// Whether the target's interpreter is this machine's: the same version at the same path, on a
+/// glibc no newer than the target's (else wheels for this machine's glibc could be chosen).
+async fn is_here(target: &TargetRuntime) -> bool {
+    let Ok(python) = venv::probe_python(&target.interpreter).await else {
+        return false;
+    };
+    let same_version = (python.major, python.minor)
+        == (
+            u32::from(target.python.major),
+            u32::from(target.python.minor),
+        );
+    if !same_version || python.path != target.interpreter {
+        return false;
+    }
+    let output = tokio::process::Command::new(&target.interpreter)
+        .args(["-I", "-c", "import platform; print(platform.libc_ver()[1])"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    let glibc = output.ok().and_then(|output| {
+        let text = String::from_utf8(output.stdout).ok()?;
+        let (major, minor) = text.trim().split_once('.')?;
+        Some((major.parse::<u16>().ok()?, minor.parse::<u16>().ok()?))
+    });
+    glibc.is_some_and(|glibc| glibc <= target.platform.glibc)
 }
 
 /// What [`RuntimeFlags::choose`] decided.
