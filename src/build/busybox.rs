@@ -158,6 +158,7 @@ pub fn base_image(
         annotations,
         created: mtime,
         mount_from: None,
+        layer_sources: Default::default(),
         packs: Vec::new(),
     })
 }

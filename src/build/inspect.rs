@@ -1,10 +1,12 @@
 //! Reading back what an image carries — the packs its label lists, and its layers — from a
-//! registry or an OCI layout, without pulling the layers.
+//! registry or an OCI layout, without pulling the layers (`st2pack inspect`, and the images
+//! `st2pack merge` takes).
 
 use thiserror::Error;
 
 use super::label::{self, LabelError};
 use crate::image::assemble::{Image, ImageError};
+use crate::image::blobs::BlobStore;
 use crate::image::layout::{self, LayoutError};
 use crate::image::manifest::{self, Manifest};
 use crate::image::model::Descriptor;
@@ -86,18 +88,41 @@ impl ImageName {
 
     /// Reads the image's config and layer list; `registry` is only used for a registry image.
     pub async fn inspect(&self, registry: &RegistryClient) -> Result<Inspected, InspectError> {
+        let read = self.read(registry).await?;
+        let name = match self {
+            ImageName::Layout(name) => name.clone(),
+            ImageName::Registry { name, .. } => name.clone(),
+        };
+        Ok(Inspected {
+            packs: packs_of(&read.image, &name)?,
+            image: match self {
+                ImageName::Layout(_) => name,
+                ImageName::Registry { reference, .. } => reference.to_string(),
+            },
+            digest: read.digest,
+            layers: read
+                .image
+                .layers
+                .iter()
+                .map(|l| l.descriptor.clone())
+                .collect(),
+        })
+    }
+
+    /// Reads the image's manifest and config, never a layer; `registry` is only used for a
+    /// registry image.
+    pub async fn read(&self, registry: &RegistryClient) -> Result<ReadImage, InspectError> {
         match self {
             ImageName::Layout(name) => {
-                let (image, _) =
+                let (image, store) =
                     layout::read_reference(name).map_err(|source| InspectError::Layout {
                         image: name.clone(),
                         source: Box::new(source),
                     })?;
-                Ok(Inspected {
-                    image: name.clone(),
+                Ok(ReadImage {
+                    image,
                     digest: None,
-                    packs: packs_of(&image, name)?,
-                    layers: image.layers.iter().map(|l| l.descriptor.clone()).collect(),
+                    layout_store: Some(store),
                 })
             }
             ImageName::Registry { name, reference } => {
@@ -110,21 +135,31 @@ impl ImageName {
                     Ok(Manifest::Image { manifest, .. }) => manifest::blobs(&manifest).1,
                     Ok(Manifest::Index { .. }) | Err(_) => Vec::new(),
                 };
-                let image = Image::from_config_and_descriptors(&config, layers.clone()).map_err(
-                    |source| InspectError::Config {
-                        image: name.clone(),
-                        source,
-                    },
-                )?;
-                Ok(Inspected {
-                    packs: packs_of(&image, name)?,
-                    image: reference.to_string(),
+                let image =
+                    Image::from_config_and_descriptors(&config, layers).map_err(|source| {
+                        InspectError::Config {
+                            image: name.clone(),
+                            source,
+                        }
+                    })?;
+                Ok(ReadImage {
+                    image,
                     digest: Some(digest),
-                    layers,
+                    layout_store: None,
                 })
             }
         }
     }
+}
+
+/// An image's config and layer list, as [`ImageName::read`] found them.
+#[derive(Debug, Clone)]
+pub struct ReadImage {
+    pub image: Image,
+    /// The manifest's digest, when read from a registry.
+    pub digest: Option<String>,
+    /// Where the layers are, for an image in an OCI layout.
+    pub layout_store: Option<BlobStore>,
 }
 
 fn packs_of(image: &Image, name: &str) -> Result<Vec<PackPin>, InspectError> {

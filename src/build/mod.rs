@@ -20,6 +20,7 @@ pub mod busybox;
 pub mod helm;
 pub mod inspect;
 pub mod label;
+pub mod merge;
 pub mod pack_image;
 pub mod pack_layer;
 pub mod packs;

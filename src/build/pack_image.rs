@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::label;
-use super::pack_layer::pack_layer;
+use super::pack_layer::{created_by, pack_layer};
 use super::tree::PackTree;
 use crate::image::annotations::{ANNOTATION_CREATED, ANNOTATION_REVISION, ANNOTATION_SOURCE};
 use crate::image::assemble::{HistoryEntry, Image, ImageError, rfc3339};
@@ -49,6 +49,9 @@ pub struct BuiltImage {
     pub created: u64,
     /// A registry repository holding the base's blobs, which a push mounts instead of uploading.
     pub mount_from: Option<Reference>,
+    /// Registry repositories holding particular layers, by digest (those of the images a merge
+    /// took them from): a push mounts each from its own.
+    pub layer_sources: BTreeMap<String, Reference>,
     /// One entry per pack layer, in image order.
     pub packs: Vec<PackLayer>,
 }
@@ -110,7 +113,7 @@ pub fn build_image(
         image.append_layer(
             cached.layer,
             HistoryEntry {
-                created_by: format!("st2pack: pack {} {}", pack.name, pack.pin.version),
+                created_by: created_by(pack.name.as_str(), &pack.pin.version),
                 created: Some(created),
                 comment: None,
             },
@@ -146,6 +149,7 @@ pub fn build_image(
         annotations,
         created,
         mount_from: None,
+        layer_sources: BTreeMap::new(),
         packs: layers,
     })
 }

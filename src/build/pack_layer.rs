@@ -1,6 +1,7 @@
 //! Where a pack's files go in the image: the trees the stackstorm-k8s chart's init container
 //! copies into its shared volumes, `/opt/stackstorm/packs/<pack>/` and
-//! `/opt/stackstorm/virtualenvs/<pack>/`, one layer per pack holding both.
+//! `/opt/stackstorm/virtualenvs/<pack>/`, one layer per pack holding both, described in the
+//! image history by [`created_by`] (which is how `st2pack merge` finds each pack's layer again).
 
 use std::path::PathBuf;
 
@@ -28,6 +29,11 @@ pub fn pack_layer(
         });
     }
     LayerInput { sources }
+}
+
+/// The history entry (`created_by`) of a pack's layer: `st2pack: pack aws 2.0.2`.
+pub fn created_by(name: &str, version: &str) -> String {
+    format!("st2pack: pack {name} {version}")
 }
 
 #[cfg(test)]

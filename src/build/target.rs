@@ -285,6 +285,7 @@ async fn push(
             .filter_map(|r| r.tag().map(str::to_string))
             .collect(),
         mount_from: built.mount_from.clone(),
+        blob_sources: built.layer_sources.clone(),
     };
     let _pushing = progress.phase(Phase::Push);
     push_image(

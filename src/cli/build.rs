@@ -2,7 +2,7 @@
 //! into a [`BuildRequest`], prints the pipeline's events as they happen, and writes what the
 //! user asked for last: the digest, the summary, the chart values.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -131,7 +131,7 @@ struct PackSummary {
 }
 
 #[derive(Serialize)]
-struct PushSummary {
+pub(super) struct PushSummary {
     references: Vec<String>,
     uploaded: usize,
     skipped: usize,
@@ -245,27 +245,15 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| (e.exit_code(), e.to_string()))?;
 
-    // What the user needs next: the digest, and the chart values pinned by it.
     let digest = &outcome.digest;
-    let helm_values = tags.first().map(|tag| {
-        let image = helm::pulled_image_name(tag, pull_as.as_ref());
-        helm::packs_image_values(&image, tag.tag().unwrap_or("latest"), digest)
-    });
-    if let Some(values) = &helm_values {
-        if args.targets.push {
-            eprintln!(
-                "\nst2.packs.images entry for the stackstorm-k8s chart (pinned by digest):\n{values}"
-            );
-        }
-        if let Some(file) = &args.helm_values {
-            std::fs::write(file, values)
-                .map_err(|e| failed(format!("--helm-values {}: {e}", file.display())))?;
-        }
-    }
-    if let Some(file) = &args.digest_file {
-        std::fs::write(file, format!("{digest}\n"))
-            .map_err(|e| failed(format!("--digest-file {}: {e}", file.display())))?;
-    }
+    let helm_values = write_results(
+        &tags,
+        pull_as.as_ref(),
+        args.targets.push,
+        args.helm_values.as_deref(),
+        args.digest_file.as_deref(),
+        digest,
+    )?;
     if args.json {
         let summary = summary(args, &tags, &outcome, helm_values);
         println!(
@@ -276,6 +264,39 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         println!("{digest}");
     }
     Ok(())
+}
+
+/// What the user needs next, for an image named `tags` with `digest`: the chart values pinned by
+/// the digest (printed after a push, written to `helm_values_file`), and the digest written to
+/// `digest_file`. Returns the values.
+pub(super) fn write_results(
+    tags: &[Reference],
+    pull_as: Option<&Reference>,
+    pushed: bool,
+    helm_values_file: Option<&Path>,
+    digest_file: Option<&Path>,
+    digest: &str,
+) -> Result<Option<String>, Failure> {
+    let helm_values = tags.first().map(|tag| {
+        let image = helm::pulled_image_name(tag, pull_as);
+        helm::packs_image_values(&image, tag.tag().unwrap_or("latest"), digest)
+    });
+    if let Some(values) = &helm_values {
+        if pushed {
+            eprintln!(
+                "\nst2.packs.images entry for the stackstorm-k8s chart (pinned by digest):\n{values}"
+            );
+        }
+        if let Some(file) = helm_values_file {
+            std::fs::write(file, values)
+                .map_err(|e| failed(format!("--helm-values {}: {e}", file.display())))?;
+        }
+    }
+    if let Some(file) = digest_file {
+        std::fs::write(file, format!("{digest}\n"))
+            .map_err(|e| failed(format!("--digest-file {}: {e}", file.display())))?;
+    }
+    Ok(helm_values)
 }
 
 /// Shows each step of the pipeline on stderr as it completes.
@@ -315,23 +336,27 @@ fn summary(
                 layer_bytes_compressed: pack.bytes_compressed,
             })
             .collect(),
-        pushed: outcome
-            .written
-            .iter()
-            .filter_map(|written| match written {
-                Written::Pushed(report) => Some(PushSummary {
-                    references: report.references.clone(),
-                    uploaded: report.uploaded.len(),
-                    skipped: report.skipped.len(),
-                    mounted: report.mounted.len(),
-                    bytes_uploaded: report.bytes_uploaded,
-                }),
-                _ => None,
-            })
-            .collect(),
+        pushed: push_summaries(&outcome.written),
         outputs: outcome.written.iter().filter_map(Written::output).collect(),
         helm_values,
     }
+}
+
+/// What each push of `written` did, for `--json`.
+pub(super) fn push_summaries(written: &[Written]) -> Vec<PushSummary> {
+    written
+        .iter()
+        .filter_map(|written| match written {
+            Written::Pushed(report) => Some(PushSummary {
+                references: report.references.clone(),
+                uploaded: report.uploaded.len(),
+                skipped: report.skipped.len(),
+                mounted: report.mounted.len(),
+                bytes_uploaded: report.bytes_uploaded,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 fn parse_chown(chown: &str) -> Result<(u64, u64), Failure> {
@@ -347,7 +372,8 @@ fn parse_chown(chown: &str) -> Result<(u64, u64), Failure> {
     })
 }
 
-fn ci_source() -> Option<String> {
+/// `--source` when not given: the CI system's repository URL.
+pub(super) fn ci_source() -> Option<String> {
     let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY")) {
         (Some(server), Some(repository)) => Some(format!("{server}/{repository}")),
@@ -355,7 +381,8 @@ fn ci_source() -> Option<String> {
     }
 }
 
-fn ci_revision() -> Option<String> {
+/// `--revision` when not given: the CI system's commit.
+pub(super) fn ci_revision() -> Option<String> {
     ["GITHUB_SHA", "CI_COMMIT_SHA"]
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))

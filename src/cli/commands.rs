@@ -9,6 +9,7 @@ use super::build::BuildArgs;
 use super::cache::CacheArgs;
 use super::inspect::InspectArgs;
 use super::install::InstallArgs;
+use super::merge::MergeArgs;
 use super::validate::ValidateArgs;
 
 /// What `--version` prints after the program name: the version, the git commit the binary was
@@ -52,6 +53,8 @@ pub enum Command {
     Install(Box<InstallArgs>),
     /// Build an image of packs for the stackstorm-k8s chart, and push or write it.
     Build(Box<BuildArgs>),
+    /// Merge the pack layers of several pack images into one image, and push or write it.
+    Merge(Box<MergeArgs>),
     /// List the packs and layers of an image.
     Inspect(InspectArgs),
     /// Make a minimal base image (sh, cp) from a static busybox.
@@ -67,6 +70,7 @@ impl St2packCli {
         match &self.command {
             Command::Install(args) => super::install::run(args),
             Command::Build(args) => super::build::run(args),
+            Command::Merge(args) => super::merge::run(args),
             Command::Inspect(args) => super::inspect::run(args),
             Command::BaseImage(args) => super::base::run(args),
             Command::Validate(args) => super::validate::run(args),

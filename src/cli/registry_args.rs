@@ -1,4 +1,4 @@
-//! Registry flags shared by `st2pack build`, `base` and `inspect`.
+//! Registry flags shared by `st2pack build`, `merge`, `base-image` and `inspect`.
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Where an image goes, as flags shared by `st2pack build` and `st2pack base-image`.
+//! Where an image goes, as flags shared by `st2pack build`, `merge` and `base-image`.
 
 use clap::Args;
 

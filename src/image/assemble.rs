@@ -175,6 +175,63 @@ impl Image {
         Ok(())
     }
 
+    /// What the config's history says made each layer (its `created_by`, empty when unsaid),
+    /// bottom first. Entries marked `empty_layer` describe no layer and are skipped. `None` when
+    /// the history does not describe every layer exactly once (a tool that writes no history, or
+    /// an edited config): then no layer can be told apart by its history.
+    pub fn layer_history(&self) -> Option<Vec<String>> {
+        let described: Vec<String> = self
+            .history_entries()
+            .into_iter()
+            .filter(|entry| !is_empty_layer(entry))
+            .map(|entry| {
+                entry
+                    .get("created_by")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        (described.len() == self.layers.len()).then_some(described)
+    }
+
+    /// Keeps the bottom `keep` layers, their diff ids and the history up to the entry of the
+    /// first layer dropped (entries of no layer after the last kept one stay with it): the image
+    /// as it was before the layers above were appended. Fails when the history does not describe
+    /// every layer (see [`Image::layer_history`]), since it could not be cut in the right place.
+    pub fn keep_bottom_layers(&mut self, keep: usize) -> Result<(), ImageError> {
+        if keep >= self.layers.len() {
+            return Ok(());
+        }
+        if self.layer_history().is_none() {
+            return Err(ImageError::Config {
+                reason: "its history does not describe every layer, so it cannot be cut between \
+                         layers"
+                    .into(),
+            });
+        }
+        let entries = self.history_entries();
+        let cut = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| !is_empty_layer(entry))
+            .nth(keep)
+            .map_or(entries.len(), |(index, _)| index);
+        let root = root_object(&mut self.config);
+        array_field(root, "history").truncate(cut);
+        array_field(object_field(root, "rootfs"), "diff_ids").truncate(keep);
+        self.layers.truncate(keep);
+        Ok(())
+    }
+
+    fn history_entries(&self) -> Vec<&Value> {
+        self.config
+            .get("history")
+            .and_then(Value::as_array)
+            .map(|entries| entries.iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Sets the config's `created` time. Callers pass `SOURCE_DATE_EPOCH` (or a fixed time) so
     /// rebuilding the same packs gives the same digest.
     pub fn set_created(&mut self, epoch: u64) -> Result<(), ImageError> {
@@ -252,6 +309,11 @@ impl Image {
             field("variant"),
         )
     }
+}
+
+/// A history entry that describes no layer (docker's `ENV`, `CMD`, ...).
+fn is_empty_layer(entry: &Value) -> bool {
+    entry.get("empty_layer").and_then(Value::as_bool) == Some(true)
 }
 
 /// `epoch` as RFC 3339 UTC with second precision (`2024-01-02T03:04:05Z`), computed with
@@ -500,6 +562,42 @@ mod tests {
         // The config round-trips through from_parts.
         let again = Image::from_parts(&image.config_bytes(), image.layers.clone()).unwrap();
         assert_eq!(again, image);
+    }
+
+    #[test]
+    fn layers_are_told_apart_by_history_and_cut_back_to_the_base() {
+        let (a, b, c) = (layer(b"a"), layer(b"b"), layer(b"c"));
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [a.diff_id, b.diff_id, c.diff_id]},
+            "history": [
+                {"created_by": "ADD base"},
+                {"created_by": "CMD sh", "empty_layer": true},
+                {"created_by": "pack one"},
+                {"created_by": "pack two"},
+            ],
+        });
+        let bytes = serde_json::to_vec(&config).unwrap();
+        let mut image = Image::from_parts(&bytes, vec![a.clone(), b, c]).unwrap();
+        assert_eq!(
+            image.layer_history().unwrap(),
+            ["ADD base", "pack one", "pack two"]
+        );
+        image.keep_bottom_layers(1).unwrap();
+        assert_eq!(image.layers, vec![a.clone()]);
+        assert_eq!(image.config["rootfs"]["diff_ids"], json!([a.diff_id]));
+        assert_eq!(
+            image.config["history"],
+            json!([{"created_by": "ADD base"}, {"created_by": "CMD sh", "empty_layer": true}])
+        );
+
+        // A history that does not describe every layer tells nothing.
+        let mut unsaid = config.clone();
+        unsaid["history"] = json!([{"created_by": "ADD base"}]);
+        let bytes = serde_json::to_vec(&unsaid).unwrap();
+        let mut image = Image::from_parts(&bytes, vec![a, layer(b"b"), layer(b"c")]).unwrap();
+        assert_eq!(image.layer_history(), None);
+        assert!(image.keep_bottom_layers(1).is_err());
     }
 
     #[test]

@@ -57,12 +57,39 @@ pub async fn pull_image(
     let session = client.session(reference, false).await?;
     let manifest = resolve_manifest(client, &session, reference).await?;
     let config = fetch_config(client, &session, reference, &manifest.config, Some(store)).await?;
+    download_layers(client, &session, reference, store, &manifest.layers).await?;
+    Ok(PulledImage {
+        config,
+        config_descriptor: manifest.config,
+        layers: manifest.layers,
+        media_type: manifest.media_type,
+        manifest_digest: manifest.digest,
+    })
+}
 
-    let session = &session;
+/// Downloads `layers` of the image `reference` names into `store`, each verified, skipping those
+/// the store has: for an image whose manifest and config were read before and of which only some
+/// layers are wanted.
+pub async fn pull_layers(
+    client: &RegistryClient,
+    reference: &Reference,
+    store: &BlobStore,
+    layers: &[Descriptor],
+) -> Result<()> {
+    let session = client.session(reference, false).await?;
+    download_layers(client, &session, reference, store, layers).await
+}
+
+async fn download_layers(
+    client: &RegistryClient,
+    session: &Session,
+    reference: &Reference,
+    store: &BlobStore,
+    layers: &[Descriptor],
+) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     // Owned descriptors: a closure over references here would make the future not `Send`.
-    let wanted: Vec<Descriptor> = manifest
-        .layers
+    let wanted: Vec<Descriptor> = layers
         .iter()
         .filter(|l| seen.insert(l.digest.clone()))
         .cloned()
@@ -90,14 +117,7 @@ pub async fn pull_image(
         .buffer_unordered(client.options().concurrency.max(1))
         .try_collect::<Vec<()>>()
         .await?;
-
-    Ok(PulledImage {
-        config,
-        config_descriptor: manifest.config,
-        layers: manifest.layers,
-        media_type: manifest.media_type,
-        manifest_digest: manifest.digest,
-    })
+    Ok(())
 }
 
 /// For `st2pack inspect`: the image manifest (the platform's, for an index), its digest, and the

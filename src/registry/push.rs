@@ -6,7 +6,7 @@
 //! and mounting what another repository of the registry has (the base image) is what makes a
 //! rebuild after a one-pack change upload one layer, not the whole image.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +39,10 @@ pub struct PushOptions {
     /// A repository on the target's registry that already has some of the blobs (the base
     /// image's): they are mounted from it instead of uploaded. Ignored on another registry.
     pub mount_from: Option<Reference>,
+    /// Repositories known to hold particular blobs, by digest (the images an image was merged
+    /// from): each of these blobs is mounted from its own instead of [`Self::mount_from`].
+    /// Ignored on another registry.
+    pub blob_sources: BTreeMap<String, Reference>,
 }
 
 /// What a push did.
@@ -52,7 +56,7 @@ pub struct PushReport {
     pub uploaded: Vec<String>,
     /// Blobs the registry already had in the target repository.
     pub skipped: Vec<String>,
-    /// Blobs mounted from [`PushOptions::mount_from`].
+    /// Blobs mounted from [`PushOptions::mount_from`] or [`PushOptions::blob_sources`].
     pub mounted: Vec<String>,
     /// Bytes of the uploaded blobs.
     pub bytes_uploaded: u64,
@@ -103,10 +107,14 @@ pub async fn push_image(
     let destinations = destinations(target, &digest, &opts.extra_tags)?;
 
     let session = client.session(target, true).await?;
-    let mount_from = opts
-        .mount_from
-        .as_ref()
-        .filter(|from| from.same_registry(target) && from.repository() != target.repository());
+    let mountable =
+        |from: &&Reference| from.same_registry(target) && from.repository() != target.repository();
+    let mount_from = |digest: &str| {
+        opts.blob_sources
+            .get(digest)
+            .or(opts.mount_from.as_ref())
+            .filter(mountable)
+    };
 
     // Layers, then the config; each digest once (an image may repeat a layer).
     let mut seen = HashSet::new();
@@ -128,8 +136,9 @@ pub async fn push_image(
         .map(|(index, (desc, content))| {
             let session = &session;
             async move {
+                let from = mount_from(&desc.digest);
                 let outcome =
-                    push_blob(client, session, target, store, &desc, &content, mount_from).await?;
+                    push_blob(client, session, target, store, &desc, &content, from).await?;
                 Ok::<_, RegistryError>((index, desc.digest, outcome))
             }
         })
