@@ -222,19 +222,21 @@ pub async fn run(
     check_runtimes(&merged, &sources, &mut on_event)?;
 
     // The base: --base as it is, or the first image without its packs.
-    let base = base.unwrap_or_else(|| {
-        let first = &sources[0];
-        let mut image = first.image.clone();
-        // layer_history() was checked when the image was read, so the cut cannot fail.
-        let _ = image.keep_bottom_layers(first.base_layers());
-        Source {
-            image,
-            packs: Vec::new(),
-            name: first.name.clone(),
-            reference: first.reference.clone(),
-            layout_store: first.layout_store.clone(),
+    let base = match base {
+        Some(base) => base,
+        None => {
+            let first = &sources[0];
+            let mut image = first.image.clone();
+            image.keep_bottom_layers(first.base_layers())?;
+            Source {
+                image,
+                packs: Vec::new(),
+                name: first.name.clone(),
+                reference: first.reference.clone(),
+                layout_store: first.layout_store.clone(),
+            }
         }
-    });
+    };
     let mut built = assemble(&base, &merged, request)?;
     on_event(BuildEvent::Built(&built));
 
