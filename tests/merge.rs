@@ -34,6 +34,8 @@ fn build(sandbox: &Sandbox, args: &[&str]) -> Run {
         wheelhouse.to_str().unwrap(),
         "--python",
         "/usr/bin/python3",
+        "--runtime",
+        "host",
     ];
     all.extend_from_slice(args);
     st2pack(sandbox, &all)
@@ -301,8 +303,11 @@ fn merging_in_one_registry_mounts_every_layer_and_the_chart_gets_every_pack() {
         values["st2"]["packs"]["images"][0]["tag"].as_str().unwrap(),
         format!("1@{digest}")
     );
-    // Packs built without a runtime record are compared by Python version, and said so.
-    run.assert_stderr_has("record no runtime");
+    // Every pack records the runtime it was built for (this machine's), and they agree.
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    for pack in label.as_array().unwrap() {
+        assert_eq!(pack["runtime"]["interpreter"], "/usr/bin/python3", "{pack}");
+    }
 
     // With the base named by --base (the one both images were built on): the same image, and
     // still no layer read.
@@ -481,9 +486,14 @@ mod bad_input {
     /// Builds `root` on scratch into the layout `oci:<sandbox>/<name>:1`, returned.
     fn layout_of(sandbox: &Sandbox, root: &Path, name: &str) -> String {
         let layout = format!("oci:{}:1", sandbox.path().join(name).display());
-        build(
+        let cache = sandbox.cache();
+        // Without runtime options: the tree is layered as it is.
+        st2pack(
             sandbox,
             &[
+                "build",
+                "--cache-dir",
+                cache.to_str().unwrap(),
                 "--root",
                 root.to_str().unwrap(),
                 "--base",
