@@ -24,6 +24,7 @@ pub mod merge;
 pub mod pack_image;
 pub mod pack_layer;
 pub mod packs;
+pub mod runtime_image;
 pub mod target;
 pub mod tree;
 

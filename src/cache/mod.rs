@@ -67,10 +67,13 @@ pub enum Bucket {
     Segments,
     /// Installed trees `st2pack build` layers, kept so unchanged packs are not reinstalled.
     BuildRoots,
+    /// Runtime images unpacked (only what running their interpreter needs), by manifest
+    /// digest (`<hex>/`).
+    Runtimes,
 }
 
 impl Bucket {
-    pub const ALL: [Bucket; 7] = [
+    pub const ALL: [Bucket; 8] = [
         Bucket::Git,
         Bucket::Virtualenvs,
         Bucket::Bytecode,
@@ -78,6 +81,7 @@ impl Bucket {
         Bucket::Layers,
         Bucket::Segments,
         Bucket::BuildRoots,
+        Bucket::Runtimes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +93,7 @@ impl Bucket {
             Bucket::Layers => "layers",
             Bucket::Segments => "segments",
             Bucket::BuildRoots => "build-roots",
+            Bucket::Runtimes => "runtimes",
         }
     }
 
@@ -102,7 +107,8 @@ impl Bucket {
             | Bucket::Blobs
             | Bucket::Layers
             | Bucket::Segments
-            | Bucket::BuildRoots => 1,
+            | Bucket::BuildRoots
+            | Bucket::Runtimes => 1,
         }
     }
 

@@ -1,7 +1,7 @@
 //! What the cache holds, and removing what is no longer worth keeping.
 //!
 //! Each bucket's entries sit at a known place (see [`Bucket`]): a git mirror, a virtualenv, a
-//! `.pyc`, a blob, a record, a build root. Names starting with `.` (and `.tmp` files in the
+//! `.pyc`, a blob, a record, a build root, an unpacked runtime image. Names starting with `.` (and `.tmp` files in the
 //! bytecode bucket) are writers' temporaries; a prune, which runs alone, removes them all.
 //! Sizes are bytes of file contents, each hard-linked file counted once per bucket (per entry
 //! when pruning), so a file linked from two buckets counts in both.
@@ -376,10 +376,11 @@ mod tests {
                 Bucket::Bytecode => dir.join("ab").join("abcd.pyc"),
                 Bucket::Layers | Bucket::Segments => dir.join(format!("{}.json", "cd".repeat(32))),
                 Bucket::Virtualenvs | Bucket::BuildRoots => dir.join("k"),
+                Bucket::Runtimes => dir.join("ef".repeat(32)),
             };
             if matches!(
                 bucket,
-                Bucket::Git | Bucket::Virtualenvs | Bucket::BuildRoots
+                Bucket::Git | Bucket::Virtualenvs | Bucket::BuildRoots | Bucket::Runtimes
             ) {
                 fs::create_dir_all(&entry).unwrap();
                 fs::write(entry.join("file"), &content).unwrap();
@@ -411,7 +412,7 @@ mod tests {
         }
         assert_eq!(usage.old_formats.len(), 1);
         assert_eq!(usage.old_formats[0].bytes, 5);
-        assert_eq!(usage.total_bytes, 7 * 10 + 5);
+        assert_eq!(usage.total_bytes, Bucket::ALL.len() as u64 * 10 + 5);
     }
 
     #[test]
@@ -434,8 +435,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!((report.removed_entries, report.kept_entries), (3, 4));
-        assert_eq!((report.removed_bytes, report.kept_bytes), (30, 40));
+        let kept = Bucket::ALL.len() as u64 - 3;
+        assert_eq!((report.removed_entries, report.kept_entries), (3, kept));
+        assert_eq!((report.removed_bytes, report.kept_bytes), (30, kept * 10));
         for (i, entry) in entries.iter().enumerate() {
             assert_eq!(entry.exists(), i >= 3, "{}", entry.display());
         }
@@ -459,10 +461,15 @@ mod tests {
             unused_for: None,
             max_bytes: Some(max),
         };
+        // All but the two most recently used go.
+        let removed = entries.len() - 2;
         let report = prune(&cache, &policy(25)).unwrap();
-        assert_eq!((report.removed_entries, report.kept_bytes), (5, 20));
+        assert_eq!(
+            (report.removed_entries, report.kept_bytes),
+            (removed as u64, 20)
+        );
         for (i, entry) in entries.iter().enumerate() {
-            assert_eq!(entry.exists(), i >= 5, "{}", entry.display());
+            assert_eq!(entry.exists(), i >= removed, "{}", entry.display());
         }
         let report = prune(&cache, &policy(0)).unwrap();
         assert_eq!((report.removed_entries, report.kept_bytes), (2, 0));

@@ -263,6 +263,15 @@ pub fn write_image(
 /// following a multi-platform index to the manifest [`platform::choose`] picks for this machine.
 /// Returns the image and the layout's blobs as a store its layers can be read from.
 pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), LayoutError> {
+    read_image_with_digest(dir, tag).map(|(image, store, _)| (image, store))
+}
+
+/// [`read_image`], with the digest of the image manifest read (the platform's, for an index):
+/// what names that exact image, as a registry's manifest digest does.
+pub fn read_image_with_digest(
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<(Image, BlobStore, String), LayoutError> {
     check_layout(dir)?;
     let index = read_layout_index(dir)?;
     let manifests = index.manifests();
@@ -302,7 +311,7 @@ pub fn read_image(dir: &Path, tag: Option<&str>) -> Result<(Image, BlobStore), L
             OCI_MANIFEST | DOCKER_MANIFEST => {
                 let image = read_manifest(dir, &descriptor)?;
                 let store = layout_blob_store(dir)?;
-                return Ok((image, store));
+                return Ok((image, store, descriptor.digest));
             }
             OCI_INDEX | DOCKER_MANIFEST_LIST => {
                 let bytes = read_small_blob(dir, &descriptor)?;

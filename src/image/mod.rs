@@ -5,7 +5,8 @@
 //! It knows nothing of packs: what goes where in a pack image, and the pack label, are
 //! `build`'s choices. Within it, dependencies point one way: `model` and `blobs` at the bottom,
 //! `layer` (which builds a layer, reusing members recorded by `segment_cache`) above them,
-//! `layer_cache` above `layer`, and `assemble`, `layout` and `archive` beside it.
+//! `layer_cache` above `layer`, and `assemble`, `layout` and `archive` beside it; `unpack`
+//! applies layers to a directory.
 
 pub mod annotations;
 pub mod archive;
@@ -19,3 +20,4 @@ pub mod manifest;
 pub mod model;
 pub mod platform;
 pub mod segment_cache;
+pub mod unpack;

@@ -132,6 +132,17 @@ pub async fn fetch_manifest_and_config(
     Ok((manifest.bytes.to_vec(), manifest.digest, config))
 }
 
+/// The digest of the image manifest `reference` names (for an index, of the manifest
+/// [`platform`] chooses): one manifest request, two for an index, and no blob. Lets a caller that
+/// keeps what it made from an image by digest find it without pulling anything.
+pub async fn resolve_manifest_digest(
+    client: &RegistryClient,
+    reference: &Reference,
+) -> Result<String> {
+    let session = client.session(reference, false).await?;
+    Ok(resolve_manifest(client, &session, reference).await?.digest)
+}
+
 /// Fetches the manifest; for an index, then the manifest of this machine's platform.
 async fn resolve_manifest(
     client: &RegistryClient,
