@@ -23,7 +23,7 @@ use crate::image::blobs::{BlobError, BlobStore};
 use crate::image::layout::{self, LayoutError};
 use crate::image::model::sha256_hex;
 use crate::image::unpack::{UnpackError, apply_layer};
-use crate::redact::redact_url;
+use crate::redact::{redact_url, scrub};
 use crate::registry::{
     Reference, ReferenceError, RegistryClient, RegistryError, pull_image, resolve_manifest_digest,
 };
@@ -217,7 +217,11 @@ pub async fn fetch_runtime_image(
         return Ok(found(&digest, root, unpacked_now));
     }
 
-    let parsed = Reference::parse(reference).map_err(RuntimeImageError::Reference)?;
+    let parsed = Reference::parse(reference).map_err(|mut error| {
+        error.input = shown.clone();
+        error.reason = scrub(&error.reason, reference);
+        RuntimeImageError::Reference(error)
+    })?;
     let pull_error = |source| RuntimeImageError::Pull {
         reference: shown.clone(),
         source: Box::new(source),

@@ -13,6 +13,7 @@
 //! (which real images have, `/lib64 -> /usr/lib64`) and follows a symlink when it sets the mode
 //! of a directory entry that replaces it.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
@@ -20,6 +21,7 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::model::{OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 
@@ -29,6 +31,8 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 const WHITEOUT_PREFIX: &str = ".wh.";
 /// How many symlinks one path may go through, as Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
+/// How much decompressed tar is read at once.
+const DECOMPRESSED_BUFFER: usize = 1 << 20;
 /// Permission bits kept from an entry's mode.
 const MODE_BITS: u32 = 0o777;
 
@@ -102,12 +106,21 @@ pub fn apply_layer(
             });
         }
     };
+    let ended_at = Rc::new(Cell::new(None));
     let mut layer = Layer {
         root,
         keep,
         written: HashSet::new(),
+        ended_at: Rc::clone(&ended_at),
     };
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(TarEnd {
+        // The tar reader asks for 512 bytes at a time; a decompressor asked for so little
+        // moves its whole window on every call.
+        inner: BufReader::with_capacity(DECOMPRESSED_BUFFER, tar),
+        read: 0,
+        ended_at,
+        padding: 0,
+    });
     let entries = archive
         .entries()
         .map_err(|source| UnpackError::Corrupt { source })?;
@@ -124,6 +137,8 @@ struct Layer<'a> {
     keep: &'a dyn Fn(&Path, bool) -> bool,
     /// Paths (inside the image) this layer wrote: an opaque whiteout in it keeps them.
     written: HashSet<PathBuf>,
+    /// Where the layer's own bytes ended, once they have (see [`TarEnd`]).
+    ended_at: Rc<Cell<Option<u64>>>,
 }
 
 impl Layer<'_> {
@@ -174,9 +189,19 @@ impl Layer<'_> {
                     .mode(0o600)
                     .open(&host)
                     .map_err(io_error("create the file", &host))?;
-                io::copy(&mut entry, &mut file)
+                let size = io::copy(&mut entry, &mut file)
                     .map_err(|source| UnpackError::Corrupt { source })?;
                 drop(file);
+                if let Some(end) = self.ended_at.get()
+                    && entry.raw_file_position() + size > end
+                {
+                    return Err(UnpackError::Corrupt {
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("it ends inside the data of `{shown}`"),
+                        ),
+                    });
+                }
                 set_mode(&host, mode)?;
                 if let Ok(mtime) = entry.header().mtime() {
                     let mtime = filetime::FileTime::from_unix_time(mtime as i64, 0);
@@ -283,6 +308,37 @@ impl Layer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A layer's tar stream as the `tar` crate expects it to end. Some writers (umoci 0.4) end a
+/// layer right after the last entry's data, without the padding to 512 bytes and the two zero
+/// blocks that end an archive; Go's reader, and so containerd, accepts that, so this reader
+/// supplies them. It records where the real bytes ended, so that a file cut short is still
+/// caught rather than filled with zeros.
+struct TarEnd<R> {
+    inner: R,
+    read: u64,
+    ended_at: Rc<Cell<Option<u64>>>,
+    /// Zero bytes still to give once the inner stream ended.
+    padding: u64,
+}
+
+impl<R: Read> Read for TarEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.ended_at.get().is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.read += n as u64;
+                return Ok(n);
+            }
+            self.ended_at.set(Some(self.read));
+            self.padding = (512 - self.read % 512) % 512 + 1024;
+        }
+        let n = buf.len().min(self.padding as usize);
+        buf[..n].fill(0);
+        self.padding -= n as u64;
+        Ok(n)
     }
 }
 
@@ -449,6 +505,22 @@ mod tests {
         assert!(!root.join("a/.wh.gone").exists());
         assert!(root.join("b/new").is_file());
         assert!(!root.join("b/old").exists() && !root.join("b/sub").exists());
+    }
+
+    #[test]
+    fn a_tar_without_its_end_blocks_is_read_but_a_file_cut_short_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let whole = tar(&[("a", F, "hello"), ("b", F, "world")]);
+        // As umoci 0.4 writes them: the last data unpadded, no end-of-archive blocks.
+        let unended = &whole[..512 * 3 + 5];
+        apply_layer(tmp.path(), unended, OCI_LAYER_TAR, &|_, _| true).unwrap();
+        assert_eq!(fs::read_to_string(tmp.path().join("b")).unwrap(), "world");
+        let cut = &whole[..512 * 3 + 3];
+        let error = apply_layer(tmp.path(), cut, OCI_LAYER_TAR, &|_, _| true).unwrap_err();
+        assert!(
+            error.to_string().contains("inside the data of `b`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod pty;
 pub mod registry;
 pub mod repos;
 pub mod run;
+pub mod runtime_image;
 pub mod servers;
 pub mod token;
 pub mod wheel;
