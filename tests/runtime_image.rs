@@ -348,7 +348,8 @@ async fn a_hostile_layer_writes_nothing_outside_the_root() {
     let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let outside_path = outside.path().to_str().unwrap();
 
-    // Symlinks planted by a first layer lead back into the root, even absolute ones.
+    // Symlinks planted by a first layer lead back into the root, even absolute ones; a hard
+    // link is made inside it too.
     let planted = layout_of(
         &sandbox.path().join("planted"),
         "amd64",
@@ -369,6 +370,8 @@ async fn a_hostile_layer_writes_nothing_outside_the_root() {
                     ("/etc/pwned-slash", Regular, "x"),
                     ("abs/sub/", Directory, ""),
                     ("pwned-link", Link, "abs/pwned-abs"),
+                    ("etc/device", tar::EntryType::Char, ""),
+                    ("etc/fifo", tar::EntryType::Fifo, ""),
                 ]),
             ),
         ],
@@ -386,6 +389,8 @@ async fn a_hostile_layer_writes_nothing_outside_the_root() {
     ] {
         assert_eq!(named(sandbox.path(), name), [inside.join(name)], "{name}");
     }
+    // Device nodes and FIFOs are not made.
+    assert!(!root.join("etc/device").exists() && !root.join("etc/fifo").exists());
 
     // An entry naming `..` is refused, and nothing of it is written anywhere.
     let escaping = layout_of(
