@@ -659,3 +659,148 @@ fn a_target_whose_interpreter_is_this_machines_is_built_natively() {
         "a native build compiles its bytecode"
     );
 }
+
+#[test]
+fn a_runtime_image_from_the_registry_builds_with_its_own_interpreter_and_runs_in_bullseye() {
+    let sandbox = Sandbox::new();
+    let registry = TestRegistry::start_plain();
+    fill_wheelhouse(&sandbox);
+    let base = push_busybox_base(&sandbox, &registry);
+    let runtime =
+        common::runtime_image::push(&registry, common::runtime_image::ST2, "stackstorm/st2");
+    let packs = sandbox.path().join("src");
+    let first = write_pack(&packs, "first", "greeter\nfastmod\npuresdist\n");
+    let second = write_pack(&packs, "second", "fastmod\ngreeter\n");
+    let tag = format!("{}/st2/packs:image", registry.host());
+
+    let run = build(
+        &sandbox,
+        &[
+            first.to_str().unwrap(),
+            second.to_str().unwrap(),
+            "--runtime-image",
+            &runtime,
+            "--base",
+            &base,
+            "--tag",
+            &tag,
+            "--push",
+        ],
+        &[],
+    );
+    run.assert_ok();
+    run.assert_stderr_has(&format!(
+        "building the virtualenvs with the runtime image {runtime}"
+    ));
+    assert!(!run.stderr.contains("no bytecode"), "{}", run.stderr);
+
+    let upper = copied_by_the_chart(&tag, &sandbox.path().join("work"));
+    let opt = upper.join("opt/stackstorm");
+    // st2's own site-packages is visible through the .pth st2 3.9 writes.
+    let pth = opt.join("virtualenvs/first/lib/python3.9/site-packages/zzzzzzzzzz__st2__.pth");
+    assert!(
+        fs::read_to_string(&pth)
+            .unwrap()
+            .contains(common::runtime_image::ST2_SITE_PACKAGES)
+    );
+    let bytecode = bytecode_files(&opt);
+    assert!(
+        bytecode
+            .iter()
+            .any(|p| p.ends_with("packs/second/actions/__pycache__/act.cpython-39.pyc"))
+    );
+    let foreign: Vec<_> = bytecode
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains(".cpython-39."))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "bytecode of another Python: {foreign:?}"
+    );
+    assert_no_build_paths(&upper, &sandbox);
+    assert_runs_in_bullseye(&upper, &["first", "second"]);
+
+    // The runtime image is named, with its digest, in each pack's pin.
+    let pin: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(opt.join("packs/first/.st2pack.json")).unwrap())
+            .unwrap();
+    let recorded = &pin["virtualenv"]["runtime"];
+    assert_eq!(recorded["kind"], "image");
+    assert_eq!(recorded["image"], runtime.as_str());
+    assert!(
+        recorded["image_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(recorded["interpreter"], "/usr/bin/python3.9");
+
+    // Built again from the cached image for another runtime: a new virtualenv, not the cached one.
+    let layout = sandbox.path().join("layout");
+    let mut args = vec![first.to_str().unwrap()];
+    args.extend(DESCRIBED);
+    args.extend([
+        "--target-interpreter",
+        "/usr/local/bin/python3.9",
+        "--base",
+        "scratch",
+        "--tag",
+        "p:1",
+        "--json",
+    ]);
+    let output = format!("oci:{}", layout.display());
+    args.extend(["--output", &output]);
+    let rebuilt = build(&sandbox, &args, &[]);
+    rebuilt.assert_ok();
+    let venv = sandbox
+        .cache()
+        .join("build-roots-v1/default/virtualenvs/first");
+    assert_eq!(
+        fs::read_link(venv.join("bin/python")).unwrap(),
+        Path::new("/usr/local/bin/python3.9")
+    );
+}
+
+#[test]
+fn a_runtime_image_without_python_is_refused_and_nothing_is_written() {
+    let sandbox = Sandbox::new();
+    fill_wheelhouse(&sandbox);
+    let pack = write_pack(&sandbox.path().join("src"), "first", "greeter\n");
+    // An image of a static busybox alone.
+    let rootfs = sandbox.path().join("busybox-root");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    let images = sandbox.path().join("images");
+    let reference = common::runtime_image::umoci_layout(
+        &images,
+        "busybox",
+        &[("insert", rootfs.as_path(), "/")],
+    );
+    let layout = sandbox.path().join("layout");
+    let output = format!("oci:{}", layout.display());
+    let run = build(
+        &sandbox,
+        &[
+            pack.to_str().unwrap(),
+            "--runtime-image",
+            &reference,
+            "--base",
+            "scratch",
+            "--tag",
+            "p:1",
+            "--output",
+            &output,
+        ],
+        &[],
+    );
+    run.assert_code(2);
+    run.assert_stderr_has(&format!("--runtime-image {reference}"));
+    run.assert_stderr_has("no Python interpreter");
+    assert!(!layout.exists());
+    assert!(
+        !sandbox
+            .cache()
+            .join("build-roots-v1/default/packs/first")
+            .exists()
+    );
+}

@@ -179,10 +179,10 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         None => layer_options,
     };
     let base = BaseImage::parse(&args.base).map_err(|e| (e.exit_code(), e.to_string()))?;
-    let mut registry = args
-        .registry
-        .client(&args.targets.registry_references(&tags, base.reference()))
-        .map_err(usage)?;
+    let runtime_image = args.install.runtime.registry_reference();
+    let mut references = args.targets.registry_references(&tags, base.reference());
+    references.extend(runtime_image.as_ref());
+    let mut registry = args.registry.client(&references).map_err(usage)?;
     let progress = Progress::new(args.verbose);
     registry.on_event(progress.registry_sink());
     // Held until the image is written, so that a prune never removes what this build uses.
@@ -199,11 +199,15 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         .to_options(&args.packs, placement)
         .map_err(usage)?;
     options.keep_pip = args.keep_pip;
+    // The runtime image's launcher lives until the packs are installed.
+    let mut runtime_image_in_use = None;
     let packs = if args.packs.is_empty() {
         // Only checked against the tree when asked for: the tree is layered as it is.
         let runtime = if args.install.runtime.given() {
-            runtime_args::apply(&args.install.runtime, &mut options, RuntimeDefault::Native)
-                .await?;
+            let flags = &args.install.runtime;
+            let default = RuntimeDefault::Native;
+            let _image =
+                runtime_args::apply(flags, &mut options, default, &registry, &cache).await?;
             let pin = install::runtime_pin(&options)
                 .await
                 .map_err(|e| (e.exit_code(), e.to_string()))?;
@@ -216,8 +220,10 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
             runtime,
         }
     } else {
-        let runtime = &args.install.runtime;
-        runtime_args::apply(runtime, &mut options, RuntimeDefault::ChartDefault).await?;
+        let flags = &args.install.runtime;
+        let default = RuntimeDefault::ChartDefault;
+        runtime_image_in_use =
+            runtime_args::apply(flags, &mut options, default, &registry, &cache).await?;
         PackInput::Install {
             root: args.root.clone(),
             specs,
@@ -244,6 +250,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     let outcome = build::run(&request, print_event)
         .await
         .map_err(|e| (e.exit_code(), e.to_string()))?;
+    drop(runtime_image_in_use);
 
     let digest = &outcome.digest;
     let helm_values = write_results(

@@ -16,6 +16,7 @@ use crate::install::venv::{Installer, VenvRuntime};
 use crate::install::{self, InstallOptions, InstallReport, Status, default_jobs};
 use crate::pack::spec::PackSpec;
 use crate::progress::Progress;
+use crate::registry::{RegistryClient, RegistryOptions};
 use crate::source::index::{DEFAULT_INDEX_URL, IndexOptions, check_url, split_url_list};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -271,11 +272,20 @@ pub fn run(args: &InstallArgs) -> i32 {
             .settings
             .to_options(&args.packs, placement)
             .map_err(usage)?;
-        let runtime = &args.settings.runtime;
-        runtime_args::apply(runtime, &mut options, RuntimeDefault::Native).await?;
+        let settings = &args.settings;
+        let cache = super::cache::open(
+            settings.cache_dir.clone(),
+            Duration::from_secs(settings.lock_timeout),
+        )?;
+        let registry = RegistryClient::new(RegistryOptions::default()).map_err(failed)?;
+        let default = RuntimeDefault::Native;
+        let runtime_image =
+            runtime_args::apply(&settings.runtime, &mut options, default, &registry, &cache)
+                .await?;
         let report = install::install(&options, &specs)
             .await
             .map_err(|e| (e.exit_code(), e.to_string()))?;
+        drop(runtime_image);
         print_summary(&report);
         if args.json {
             print_json(&report);

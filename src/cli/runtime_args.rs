@@ -10,9 +10,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{Failure, usage};
+use crate::build::runtime_image::{ImageRuntime, load_runtime_image};
+use crate::cache::Cache;
 use crate::install::InstallOptions;
 use crate::install::venv::{self, TargetBuild, VenvRuntime};
 use crate::pack::pin::RuntimePin;
+use crate::registry::{Reference, RegistryClient};
 use crate::runtime::presets::{self, DEFAULT};
 use crate::runtime::{RuntimeArgs, RuntimeChoice, TargetRuntime};
 
@@ -78,6 +81,14 @@ impl RuntimeFlags {
             target_interpreter: self.target_interpreter.clone(),
             target_platform: self.target_platform.clone(),
         }
+    }
+
+    /// `--runtime-image` when it names a registry image (for the registry flags to apply to).
+    pub fn registry_reference(&self) -> Option<Reference> {
+        let given = self.runtime_image.as_deref()?;
+        (!given.starts_with("oci:"))
+            .then(|| Reference::parse(given).ok())
+            .flatten()
     }
 
     /// True when any option names a runtime.
@@ -239,18 +250,34 @@ impl RuntimeFlags {
 }
 
 /// Sets the runtime of `options` from the flags, says on stderr what the user should know of
-/// it, and returns what must live as long as the install (a runtime image's launcher).
+/// it, and returns the runtime image in use, which must live as long as the install (its
+/// launcher is a temporary file; it holds `cache`'s lock on the unpacked image).
 pub async fn apply(
     flags: &RuntimeFlags,
     options: &mut InstallOptions,
     default: RuntimeDefault,
-) -> Result<(), Failure> {
+    registry: &RegistryClient,
+    cache: &Cache,
+) -> Result<Option<ImageRuntime>, Failure> {
     let chosen = match flags.choose(default, &options.python).await? {
-        Choice::Ready(chosen) => chosen,
-        Choice::Image { reference, .. } => {
-            return Err(usage(format!(
-                "--runtime-image {reference}: runtime images are not supported yet"
-            )));
+        Choice::Ready(chosen) => *chosen,
+        Choice::Image {
+            reference,
+            interpreter,
+        } => {
+            let image = load_runtime_image(&reference, interpreter.as_deref(), registry, cache)
+                .await
+                .map_err(|e| (e.exit_code(), e.to_string()))?;
+            let build = image_build(&image);
+            eprintln!(
+                "note: building the virtualenvs with the runtime image {} ({}): {}",
+                image.image.reference,
+                image.image.digest,
+                build.pin.describe()
+            );
+            options.system_site_packages |= build.target.system_site_packages;
+            options.runtime = VenvRuntime::Target(Box::new(build));
+            return Ok(Some(image));
         }
     };
     let mut chosen = chosen;
@@ -271,7 +298,31 @@ pub async fn apply(
         eprintln!("{message}");
     }
     options.runtime = chosen.runtime;
-    Ok(())
+    Ok(None)
+}
+
+/// The virtualenvs of a runtime image are built for its interpreter's facts, by that
+/// interpreter: uv builds source distributions with it and it compiles the bytecode.
+fn image_build(image: &ImageRuntime) -> TargetBuild {
+    let target = image.target.clone();
+    let mut forbidden_paths = vec![image.image.root.clone()];
+    forbidden_paths.extend(image.launcher.parent().map(Path::to_path_buf));
+    TargetBuild {
+        pin: RuntimePin {
+            kind: "image".to_string(),
+            name: None,
+            python: target.python.to_string(),
+            interpreter: target.interpreter.to_string_lossy().into_owned(),
+            platform: Some(target.platform.uv_triple()),
+            image: Some(image.image.reference.clone()),
+            image_digest: Some(image.image.digest.clone()),
+        },
+        version: image.full_version.clone(),
+        bytecode_python: Some(image.launcher.clone()),
+        uv_python: Some(image.launcher.clone()),
+        forbidden_paths,
+        target,
+    }
 }
 
 /// Whether the target's interpreter is this machine's: the same version at the same path, on a

@@ -75,17 +75,35 @@ fn shebang(python: &Path) -> String {
 /// `content` with its Python shebang replaced; other files (a compiled program, a shell
 /// script) are left as they are.
 fn with_shebang(content: Vec<u8>, shebang: &str) -> Vec<u8> {
-    let first_line_end = content
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(content.len());
+    let line_end = |from: usize| {
+        content[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(content.len(), |at| from + at)
+    };
+    let first_line_end = line_end(0);
     let first_line = &content[..first_line_end];
-    if !first_line.starts_with(b"#!") || memchr::memmem::find(first_line, b"python").is_none() {
-        return content;
+    // An interpreter path too long for `#!` (or with spaces) is written as a /bin/sh
+    // trampoline: `#!/bin/sh`, `'''exec' '/path/python' "$0" "$@"`, `' '''`.
+    let mut rest_from = None;
+    if first_line == b"#!/bin/sh" && content.len() > first_line_end {
+        let second_end = line_end(first_line_end + 1);
+        let second = &content[first_line_end + 1..second_end];
+        if second.starts_with(b"'''exec' ") && content.len() > second_end {
+            let third_end = line_end(second_end + 1);
+            if &content[second_end + 1..third_end] == b"' '''" {
+                rest_from = Some(third_end + 1);
+            }
+        }
+    } else if first_line.starts_with(b"#!") && memchr::memmem::find(first_line, b"python").is_some()
+    {
+        rest_from = Some(first_line_end + 1);
     }
-    let rest = content.get(first_line_end + 1..).unwrap_or_default();
+    let Some(rest_from) = rest_from else {
+        return content;
+    };
     let mut out = shebang.as_bytes().to_vec();
-    out.extend_from_slice(rest);
+    out.extend_from_slice(content.get(rest_from..).unwrap_or_default());
     out
 }
 
@@ -150,6 +168,14 @@ mod tests {
         );
         let shell = b"#!/bin/sh\necho hi\n".to_vec();
         assert_eq!(with_shebang(shell.clone(), &shebang), shell);
+        // A long build-machine path, written by the installer as a /bin/sh trampoline.
+        let trampoline =
+            b"#!/bin/sh\n'''exec' '/tmp/cache/runtimes-v1/ab/usr/bin/python3.9' \"$0\" \"$@\"\n' '''\nimport sys\n"
+                .to_vec();
+        assert_eq!(
+            with_shebang(trampoline, &shebang),
+            b"#!/opt/stackstorm/virtualenvs/demo/bin/python\nimport sys\n"
+        );
     }
 
     #[test]
