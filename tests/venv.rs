@@ -496,3 +496,37 @@ fn record_hashes_use_urlsafe_base64_without_padding() {
     assert_eq!(urlsafe_b64_nopad(b"foo"), "Zm9v");
     assert_eq!(urlsafe_b64_nopad(&[0xfb, 0xff]), "-_8");
 }
+
+/// Image virtualenvs leave out pip and wheel (they cannot install anything on the chart's
+/// read-only volumes) and keep setuptools, whichever engine builds them.
+#[tokio::test]
+async fn a_lean_venv_has_setuptools_but_no_pip_with_either_engine() {
+    let mut engines = vec![Installer::Pip];
+    if uv_available() {
+        engines.push(Installer::Uv);
+    }
+    for installer in engines {
+        let tmp = tempfile::tempdir().unwrap();
+        let final_dir = tmp.path().join("opt/virtualenvs/lean");
+        let build = tmp.path().join("stage/lean.building");
+        let mut lean = spec(python().await, installer, &final_dir, tmp.path());
+        lean.keep_pip = false;
+        let kept = spec(python().await, installer, &final_dir, tmp.path());
+        assert_ne!(
+            venv::venv_key(&lean).unwrap(),
+            venv::venv_key(&kept).unwrap()
+        );
+        venv::build_venv(&lean, &build).await.unwrap();
+        commit(&build, &final_dir);
+        let found = venv_python(
+            &final_dir,
+            "import importlib.util as u; print([m for m in ('pip', 'wheel', 'setuptools', 'pkg_resources', 'greeter') if u.find_spec(m)])",
+        );
+        assert_eq!(
+            found.trim(),
+            "['setuptools', 'pkg_resources', 'greeter']",
+            "{installer}"
+        );
+        assert!(!final_dir.join("bin/pip").exists(), "{installer}");
+    }
+}
