@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::containerd::Containerd;
+use common::images::{CHART_COPY, pull_and_unpack, push_busybox_base, skopeo};
 use common::registry::{Fault, FaultProxy, TestRegistry};
 use common::repos::{git, pack_repo, set_version};
 use common::run::{Run, Sandbox};
 use common::token::TokenServer;
 
 /// The stackstorm-k8s chart's init container command, verbatim.
-const CHART_COPY: &str = "/bin/cp -aR /opt/stackstorm/packs/. /opt/stackstorm/packs-shared && /bin/cp -aR /opt/stackstorm/virtualenvs/. /opt/stackstorm/virtualenvs-shared";
-
 fn st2pack(sandbox: &Sandbox, args: &[&str]) -> Run {
     let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
     command.args(args);
@@ -43,65 +42,6 @@ fn build(sandbox: &Sandbox, args: &[&str]) -> Run {
     }
     all.extend_from_slice(args);
     st2pack(sandbox, &all)
-}
-
-fn push_busybox_base(sandbox: &Sandbox, registry: &TestRegistry) -> String {
-    let base = format!("{}/st2/busybox:1", registry.host());
-    let cache = sandbox.cache();
-    st2pack(
-        sandbox,
-        &[
-            "base-image",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--tag",
-            &base,
-            "--push",
-        ],
-    )
-    .assert_ok();
-    base
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let output = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Copies the pushed image into an OCI layout with skopeo and unpacks it with umoci; returns the
-/// root filesystem.
-fn unpack(reference: &str, work: &Path) -> PathBuf {
-    let layout = work.join("layout");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("oci:{}:unpacked", layout.display()),
-    ]);
-    let bundle = work.join("bundle");
-    let output = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:unpacked", layout.display()),
-        ])
-        .arg(&bundle)
-        .output()
-        .expect("umoci is installed");
-    assert!(
-        output.status.success(),
-        "umoci unpack: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    bundle.join("rootfs")
 }
 
 /// Runs `script` with /bin/sh inside `rootfs`, with the host's /usr bind-mounted read-only (for
@@ -186,7 +126,7 @@ fn the_charts_copy_step_works_on_a_pushed_image_and_a_non_root_user_can_use_it()
 
     // The chart's init container, verbatim, in the unpacked image.
     let work = tempfile::tempdir().unwrap();
-    let rootfs = unpack(&tag, work.path());
+    let rootfs = pull_and_unpack(&tag, work.path());
     for dir in [
         "usr",
         "opt/stackstorm/packs-shared",

@@ -8,13 +8,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::images::{CHART_COPY, push_busybox_base, skopeo, umoci_unpack};
 use common::registry::TestRegistry;
 use common::repos::{copy_fixture, git, pack_repo};
 use common::run::{Run, Sandbox};
 
 /// The stackstorm-k8s chart's init container command, verbatim.
-const CHART_COPY: &str = "/bin/cp -aR /opt/stackstorm/packs/. /opt/stackstorm/packs-shared && /bin/cp -aR /opt/stackstorm/virtualenvs/. /opt/stackstorm/virtualenvs-shared";
-
 fn st2pack(sandbox: &Sandbox, args: &[&str]) -> Run {
     let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
     command.args(args);
@@ -46,53 +45,6 @@ fn merge(sandbox: &Sandbox, cache: &Path, args: &[&str]) -> Run {
     let mut all = vec!["merge", "--cache-dir", cache.to_str().unwrap()];
     all.extend_from_slice(args);
     st2pack(sandbox, &all)
-}
-
-fn push_busybox_base(sandbox: &Sandbox, registry: &TestRegistry) -> String {
-    let base = format!("{}/st2/busybox:1", registry.host());
-    let cache = sandbox.cache();
-    st2pack(
-        sandbox,
-        &[
-            "base-image",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--tag",
-            &base,
-            "--push",
-        ],
-    )
-    .assert_ok();
-    base
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let output = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo is installed");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Unpacks `layout` (`DIR:TAG`) with umoci; returns the root filesystem.
-fn umoci_unpack(layout: &str, work: &Path) -> PathBuf {
-    let bundle = work.join("bundle");
-    let output = Command::new("umoci")
-        .args(["unpack", "--image", layout])
-        .arg(&bundle)
-        .output()
-        .expect("umoci is installed");
-    assert!(
-        output.status.success(),
-        "umoci unpack: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    bundle.join("rootfs")
 }
 
 /// Runs the chart's copy step with the image's own /bin/sh and /bin/cp in `rootfs`, as root.

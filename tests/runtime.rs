@@ -10,10 +10,11 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::extension::{build_backend_sdist, compile_fastmod, host_python};
+use common::images::files_containing;
 use common::run::Sandbox;
 use common::wheel::{build_tagged_wheel, build_wheel};
 use st2pack::runtime::{self, InstallOptions, RuntimeError, TargetRuntime};
@@ -31,22 +32,6 @@ fn offline(sandbox: &Sandbox, requirements: &[&str]) -> InstallOptions {
     options.no_index = true;
     options.cache_dir = Some(sandbox.path().join("uv-cache"));
     options
-}
-
-/// Every file under `dir` (symlinks not followed) that contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    WalkDir::new(dir)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|entry| entry.file_type().is_file())
-        .filter(|entry| {
-            let bytes = fs::read(entry.path()).unwrap();
-            bytes
-                .windows(needle.len())
-                .any(|window| window == needle.as_bytes())
-        })
-        .map(|entry| entry.path().to_path_buf())
-        .collect()
 }
 
 #[test]

@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::extension::{build_backend_sdist, compile_fastmod, host_python};
+use common::images::{CHART_COPY, files_containing, pull_and_unpack, push_busybox_base};
 use common::registry::TestRegistry;
 use common::run::{Run, Sandbox};
 use common::wheel::{build_tagged_wheel, build_wheel};
 use walkdir::WalkDir;
-
-const CHART_COPY: &str = "/bin/cp -aR /opt/stackstorm/packs/. /opt/stackstorm/packs-shared && /bin/cp -aR /opt/stackstorm/virtualenvs/. /opt/stackstorm/virtualenvs-shared";
 
 const DESCRIBED: [&str; 4] = [
     "--target-python",
@@ -116,25 +115,6 @@ fn build(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Run {
     st2pack(sandbox, &all, env)
 }
 
-fn push_busybox_base(sandbox: &Sandbox, registry: &TestRegistry) -> String {
-    let base = format!("{}/st2/busybox:1", registry.host());
-    let cache = sandbox.cache();
-    st2pack(
-        sandbox,
-        &[
-            "base-image",
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--tag",
-            &base,
-            "--push",
-        ],
-        &[],
-    )
-    .assert_ok();
-    base
-}
-
 fn checked(program: &str, args: &[&str]) -> String {
     let output = Command::new(program).args(args).output().unwrap();
     assert!(
@@ -160,28 +140,7 @@ fn copied_by_the_chart(reference: &str, work: &Path) -> PathBuf {
         inspected.contains("org.stackstorm.st2pack.packs"),
         "{inspected}"
     );
-    fs::create_dir_all(work).unwrap();
-    let layout = work.join("layout");
-    checked(
-        "skopeo",
-        &[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{reference}"),
-            &format!("oci:{}:pulled", layout.display()),
-        ],
-    );
-    let bundle = work.join("bundle");
-    checked(
-        "umoci",
-        &[
-            "unpack",
-            "--image",
-            &format!("{}:pulled", layout.display()),
-            bundle.to_str().unwrap(),
-        ],
-    );
-    let rootfs = bundle.join("rootfs");
+    let rootfs = pull_and_unpack(reference, work);
     for dir in [
         "opt/stackstorm/packs-shared",
         "opt/stackstorm/virtualenvs-shared",
@@ -221,22 +180,6 @@ fn bytecode_files(dir: &Path) -> Vec<PathBuf> {
         .into_iter()
         .map(Result::unwrap)
         .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "pyc"))
-        .map(|entry| entry.path().to_path_buf())
-        .collect()
-}
-
-/// Every file under `dir` (symlinks not followed) that contains `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    WalkDir::new(dir)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|entry| entry.file_type().is_file())
-        .filter(|entry| {
-            let bytes = fs::read(entry.path()).unwrap();
-            bytes
-                .windows(needle.len())
-                .any(|window| window == needle.as_bytes())
-        })
         .map(|entry| entry.path().to_path_buf())
         .collect()
 }

@@ -6,6 +6,7 @@
 pub mod bullseye;
 pub mod containerd;
 pub mod extension;
+pub mod images;
 pub mod pty;
 pub mod registry;
 pub mod repos;
