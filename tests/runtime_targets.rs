@@ -747,3 +747,57 @@ fn a_runtime_image_without_python_is_refused_and_nothing_is_written() {
             .exists()
     );
 }
+
+#[test]
+fn st2_pack_install_builds_for_a_described_runtime_and_keeps_upstreams_seeding() {
+    let sandbox = Sandbox::new();
+    fill_wheelhouse(&sandbox);
+    let pack = write_pack(&sandbox.path().join("src"), "first", "greeter\nfastmod\n");
+    let python = bullseye_python(&sandbox);
+    let mut args = vec![pack.to_str().unwrap()];
+    args.extend(DESCRIBED);
+    args.extend(["--bytecode-python", python.to_str().unwrap()]);
+    let run = sandbox.install(&args);
+    run.assert_ok();
+    let venv = sandbox.venvs().join("first");
+    assert_eq!(
+        fs::read_link(venv.join("bin/python")).unwrap(),
+        Path::new("/usr/bin/python3.9")
+    );
+    // pip stays, as upstream seeds it; the wheelhouse has no `wheel`, which is said.
+    assert!(venv.join("lib/python3.9/site-packages/pip").is_dir());
+    run.assert_stderr_has("`wheel`");
+    let pin: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(sandbox.packs().join("first/.st2pack.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        pin["virtualenv"]["runtime"]["platform"],
+        "x86_64-manylinux_2_31"
+    );
+
+    // Installed where bullseye sees them at the sandbox's paths: the virtualenv runs there.
+    let upper = sandbox.path().join("upper");
+    let inside = upper.join(sandbox.path().strip_prefix("/").unwrap());
+    fs::create_dir_all(&inside).unwrap();
+    for dir in ["packs", "virtualenvs"] {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(sandbox.path().join(dir))
+            .arg(&inside)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let script = format!(
+        "cd {packs}/first/actions && {venvs}/first/bin/python -c 'import act, fastmod; print(act.run(), fastmod.answer())'",
+        packs = sandbox.packs().display(),
+        venvs = sandbox.venvs().display()
+    );
+    let output = common::bullseye::run(&upper, &script);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("ran 42"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
