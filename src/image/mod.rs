@@ -13,6 +13,7 @@ pub mod archive;
 pub mod assemble;
 pub mod blobs;
 mod cache_key;
+pub mod in_root;
 pub mod layer;
 pub mod layer_cache;
 pub mod layout;

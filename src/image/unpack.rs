@@ -15,7 +15,7 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -23,14 +23,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
+use super::in_root;
 use super::model::{OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD};
 
 /// The name of an opaque whiteout: the directory holding it hides what lower layers put in it.
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 /// The prefix of a whiteout: `.wh.NAME` removes `NAME` of lower layers.
 const WHITEOUT_PREFIX: &str = ".wh.";
-/// How many symlinks one path may go through, as Linux's `MAXSYMLINKS`.
-const MAX_SYMLINKS: usize = 40;
 /// How much decompressed tar is read at once.
 const DECOMPRESSED_BUFFER: usize = 1 << 20;
 /// Permission bits kept from an entry's mode.
@@ -264,32 +263,9 @@ impl Layer<'_> {
     /// `path` (inside the image, relative) with every symlink on it followed inside the root:
     /// absolute targets start again from the root, and `..` never goes above it.
     fn resolve(&self, path: &Path, entry: &str) -> Result<PathBuf, UnpackError> {
-        let mut pending = reversed_parts(path);
-        let mut resolved = PathBuf::new();
-        let mut followed = 0;
-        while let Some(part) = pending.pop() {
-            if part == ".." {
-                resolved.pop();
-                continue;
-            }
-            let candidate = resolved.join(&part);
-            match fs::read_link(self.root.join(&candidate)) {
-                Ok(target) => {
-                    followed += 1;
-                    if followed > MAX_SYMLINKS {
-                        return Err(UnpackError::SymlinkLoop {
-                            entry: entry.to_string(),
-                        });
-                    }
-                    if target.is_absolute() {
-                        resolved = PathBuf::new();
-                    }
-                    pending.extend(reversed_parts(&target));
-                }
-                Err(_) => resolved = candidate,
-            }
-        }
-        Ok(resolved)
+        in_root::resolve(self.root, path).map_err(|_| UnpackError::SymlinkLoop {
+            entry: entry.to_string(),
+        })
     }
 
     /// Removes what lower layers put under `dir` (inside the image), keeping this layer's own.
@@ -358,19 +334,6 @@ fn inside_path(raw: &[u8], shown: &str) -> Result<PathBuf, UnpackError> {
         }
     }
     Ok(path)
-}
-
-fn reversed_parts(path: &Path) -> Vec<OsString> {
-    let mut parts: Vec<OsString> = path
-        .components()
-        .filter_map(|component| match component {
-            Component::Normal(part) => Some(part.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect();
-    parts.reverse();
-    parts
 }
 
 fn missing_link(entry: &str, target: &str) -> UnpackError {

@@ -7,21 +7,18 @@
 //! Python do not matter. Every path is resolved inside the image root: an absolute symlink in
 //! the image (`lib64/ld-linux-x86-64.so.2 -> /lib/...`) means the image's `/lib`, never ours.
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use super::RuntimeError;
+use crate::image::in_root;
 
 /// Where st2 lives in its images: a virtualenv whose base interpreter is the runtime's.
 pub const ST2_VENV: &str = "/opt/stackstorm/st2";
 
 /// The interpreter of images that are not st2's.
 pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
-/// How many symlinks one path may go through, as Linux's `MAXSYMLINKS`.
-const MAX_SYMLINKS: usize = 40;
 
 /// An unpacked image's root directory on this machine.
 #[derive(Debug, Clone)]
@@ -127,34 +124,12 @@ impl ImageRoot {
     /// `inside` with every symlink followed as the image would follow it: absolute targets
     /// from the image root, `..` never above it. Returns the path inside the image.
     pub fn resolve(&self, inside: &Path) -> Result<PathBuf, RuntimeError> {
-        let mut pending: Vec<OsString> = components_reversed(inside);
-        let mut resolved = PathBuf::from("/");
-        let mut followed = 0;
-        while let Some(part) = pending.pop() {
-            if part == ".." {
-                resolved.pop();
-                continue;
-            }
-            let candidate = resolved.join(&part);
-            match fs::read_link(self.host_path(&candidate)) {
-                Ok(target) => {
-                    followed += 1;
-                    if followed > MAX_SYMLINKS {
-                        return Err(RuntimeError::Io {
-                            path: self.host_path(inside),
-                            action: "resolve (too many levels of symlinks)",
-                            source: std::io::ErrorKind::InvalidData.into(),
-                        });
-                    }
-                    if target.is_absolute() {
-                        resolved = PathBuf::from("/");
-                    }
-                    pending.extend(components_reversed(&target));
-                }
-                Err(_) => resolved = candidate,
-            }
-        }
-        Ok(resolved)
+        let resolved = in_root::resolve(&self.root, inside).map_err(|_| RuntimeError::Io {
+            path: self.host_path(inside),
+            action: "resolve (too many levels of symlinks)",
+            source: std::io::ErrorKind::InvalidData.into(),
+        })?;
+        Ok(Path::new("/").join(resolved))
     }
 
     /// A command that runs `python` (found by [`ImageRoot::find_python`]) on this machine with
@@ -244,19 +219,6 @@ pub fn write_launcher(command: &Command, launcher: &Path) -> Result<(), RuntimeE
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(launcher, fs::Permissions::from_mode(0o755))
         .map_err(RuntimeError::io(launcher, "make executable"))
-}
-
-fn components_reversed(path: &Path) -> Vec<OsString> {
-    let mut parts: Vec<OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(part) => Some(part.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect();
-    parts.reverse();
-    parts
 }
 
 #[cfg(test)]
