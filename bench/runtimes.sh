@@ -515,7 +515,7 @@ pyc_count() { find "$1" -name '*.pyc' | wc -l; }
 # ---------------------------------------------------------------------------------------------
 
 # Timings by variant, one word per run; sizes by "variant" (default) and "variant keep-pip".
-declare -A WALL CPU LAYERS VENVS PYCS
+declare -A WALL CPU LAYERS VENVS PYCS IMPORT_WALL IMPORT_CPU
 declare -a LOADS ORDERS
 
 measured_variants() {
@@ -559,6 +559,33 @@ measure_all() {
     done
     ORDERS+=("$(join_by ' → ' "${order[@]}")")
     say "${line%,}"
+  done
+}
+
+# What a virtualenv without bytecode costs each action run: the four packs' requirements imported
+# on CPython 3.8 from the described builds' trees with and without bytecode, as on the chart's
+# read-only volumes (nothing written). IMPORT_RUNS times each, taking turns; all four packs'
+# imports, one interpreter per pack, make one measurement.
+IMPORT_RUNS=5
+import_all() {
+  local root=$1 pack venv
+  for pack in "${PACKS[@]}"; do
+    venv="$root/virtualenvs/$pack"
+    PYTHONDONTWRITEBYTECODE=1 target_python "$venv" "$(echo "$venv"/lib/python*/site-packages)" \
+      "import six, ${IMPORTS[$pack]}" 3.8
+  done
+}
+
+measure_imports() {
+  local i variant
+  [[ -n $PYTHON38 && -z ${SKIPPED[described]:-} && -z ${SKIPPED[nobytecode]:-} ]] || return 0
+  say "imports: the described builds' virtualenvs with and without bytecode, $IMPORT_RUNS times each"
+  for ((i = 1; i <= IMPORT_RUNS; i++)); do
+    for variant in described nobytecode; do
+      timed "$LOGS/imports-$variant-$i.log" import_all "$WORK/builds/$variant/root"
+      IMPORT_WALL[$variant]+="$SECONDS_TAKEN "
+      IMPORT_CPU[$variant]+="$CPU_TAKEN "
+    done
   done
 }
 
@@ -645,6 +672,25 @@ size_table() {
   done
 }
 
+import_table() {
+  local variant
+  [[ -n ${IMPORT_WALL[described]:-} ]] || {
+    echo "Not measured: no CPython 3.8 here to run the described runtime's virtualenvs with."
+    return
+  }
+  echo "**What no bytecode costs each action run.** The requirements of all four packs imported on"
+  echo "CPython 3.8 from the trees of the two described builds above, one interpreter per pack, nothing"
+  echo "written (as on the chart's read-only volumes); median of $IMPORT_RUNS, taking turns:"
+  echo
+  echo "| imports of the four packs' requirements | wall (s) | CPU (s) |"
+  echo "|---|---:|---:|"
+  for variant in described nobytecode; do
+    # shellcheck disable=SC2086 # the timings are word lists
+    printf '| %s | %s | %s |\n' "${VARIANT_NAME[$variant]}" "$(median ${IMPORT_WALL[$variant]})" \
+      "$(median ${IMPORT_CPU[$variant]})"
+  done
+}
+
 runs_table() {
   local i variant
   local -a variants
@@ -715,6 +761,8 @@ the four virtualenvs as installed (\`du -b\`, every hard link counted, as a laye
 
 $(size_table)
 
+$(import_table)
+
 Each run, wall seconds:
 
 $(runs_table)
@@ -759,6 +807,7 @@ main() {
   make_runtime_image
   probe_runtime_image
   measure_all
+  measure_imports
   measure_keep_pip
   render_section >"$WORK/section.md"
   echo
