@@ -702,7 +702,9 @@ runs_table() {
   printf '\n'
   for ((i = 0; i < RUNS; i++)); do
     printf '| %d | %s | %s |' "$((i + 1))" "${LOADS[i]}" "${ORDERS[i]}"
-    for variant in "${variants[@]}"; do printf ' %s |' "$(nth "${WALL[$variant]}" "$i")"; done
+    for variant in "${variants[@]}"; do
+      printf ' %s / %s |' "$(nth "${WALL[$variant]}" "$i")" "$(nth "${CPU[$variant]}" "$i")"
+    done
     printf '\n'
   done
 }
@@ -763,7 +765,7 @@ $(size_table)
 
 $(import_table)
 
-Each run, wall seconds:
+Each run, wall / CPU seconds:
 
 $(runs_table)
 
