@@ -192,6 +192,7 @@ resolve_tools() {
 }
 
 build_st2pack() {
+  ST2PACK_BIN_GIVEN=${ST2PACK_BIN:-}
   if [[ -n ${ST2PACK_BIN:-} ]]; then
     [[ -x $ST2PACK_BIN ]] || die "ST2PACK_BIN=$ST2PACK_BIN is not an executable"
     say "measuring $ST2PACK_BIN"
@@ -662,12 +663,12 @@ size_table() {
   for variant in "${VARIANTS[@]}"; do
     [[ $variant != image-cached ]] || continue
     [[ -z ${SKIPPED[$variant]:-} ]] || {
-      printf '| %s | not measured yet | | | | | |\n' "${VARIANT_NAME[$variant]}"
+      printf '| %s | not measured yet | | | | | |\n' "${VARIANT_NAME[$variant]%, first run}"
       continue
     }
     lw=${LAYERS[$variant keep-pip]} lo=${LAYERS[$variant]}
     vw=${VENVS[$variant keep-pip]} vo=${VENVS[$variant]}
-    printf '| %s | %s | %s | %s %% | %s | %s | %s %% |\n' "${VARIANT_NAME[$variant]}" \
+    printf '| %s | %s | %s | %s %% | %s | %s | %s %% |\n' "${VARIANT_NAME[$variant]%, first run}" \
       "$(mb "$lw")" "$(mb "$lo")" "$(saving "$lw" "$lo")" "$(mb "$vw")" "$(mb "$vo")" "$(saving "$vw" "$vo")"
   done
 }
@@ -709,6 +710,17 @@ runs_table() {
   done
 }
 
+# The command that made these figures: the settings that change them, as given.
+command_line() {
+  local name words=()
+  for name in BENCH_RUNS BENCH_PYTHON BENCH_PYTHON38 BENCH_RUNTIME_ROOT; do
+    [[ -z ${!name:-} ]] || words+=("$name=${!name}")
+  done
+  [[ -z ${ST2PACK_BIN_GIVEN:-} ]] || words+=("ST2PACK_BIN=$ST2PACK_BIN_GIVEN")
+  words+=(bash bench/runtimes.sh)
+  printf '%s' "${words[*]}"
+}
+
 machine_facts() {
   local commit cpu
   if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
@@ -718,6 +730,7 @@ machine_facts() {
   fi
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
   cat <<EOF
+* command: \`$(command_line)\`
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: $commit; $("$ST2PACK_BIN" --version)
 * machine: $(nproc) CPUs${cpu:+ ($cpu)}, $(uname -sr), load average before / after: $LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg)
 * host Python $PYTHON_VERSION; bytecode Python: $(if [[ -n $PYTHON38 ]]; then
