@@ -801,3 +801,29 @@ fn st2_pack_install_builds_for_a_described_runtime_and_keeps_upstreams_seeding()
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_relative_uv_cache_dir_is_where_st2pack_was_started_not_in_the_virtualenv() {
+    let sandbox = Sandbox::new();
+    fill_wheelhouse(&sandbox);
+    let pack = write_pack(&sandbox.path().join("src"), "first", "greeter\n");
+    for runtime in [vec!["--runtime", "host"], DESCRIBED.to_vec()] {
+        let mut command = sandbox.install_command(&[("UV_CACHE_DIR", "uv-cache")]);
+        command
+            .current_dir(sandbox.path())
+            .arg("--wheelhouse")
+            .arg(sandbox.wheelhouse())
+            .arg("--installer")
+            .arg("uv")
+            .arg(&pack)
+            .args(&runtime)
+            .arg("--force");
+        let run = Run::from(command.output().unwrap());
+        run.assert_ok();
+        assert!(sandbox.path().join("uv-cache").is_dir(), "{runtime:?}");
+        assert!(
+            !sandbox.venvs().join("first/uv-cache").exists(),
+            "{runtime:?}: uv's cache in the virtualenv"
+        );
+    }
+}

@@ -82,6 +82,20 @@ const REMOVED_ENV: [&str; 8] = [
     "UV_PREFIX",
 ];
 
+/// The installers' cache directories given relative to where st2pack was started, made absolute:
+/// the installers run in other directories (a relative `UV_CACHE_DIR` would land in the
+/// virtualenv being built).
+pub fn absolute_cache_env() -> Vec<(&'static str, PathBuf)> {
+    ["UV_CACHE_DIR", "PIP_CACHE_DIR"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = PathBuf::from(std::env::var_os(name)?);
+            let absolute = std::path::absolute(&value).ok()?;
+            (value.is_relative() && !value.as_os_str().is_empty()).then_some((name, absolute))
+        })
+        .collect()
+}
+
 /// Installs `options` into `site_packages` for `target`.
 pub fn install(
     site_packages: &Path,
@@ -123,6 +137,7 @@ pub fn install(
     for name in REMOVED_ENV {
         command.env_remove(name);
     }
+    command.envs(absolute_cache_env());
     command
         .env("UV_LINK_MODE", "copy")
         .env("UV_PYTHON_DOWNLOADS", "never")

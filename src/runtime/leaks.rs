@@ -31,7 +31,7 @@ pub fn check_no_build_paths(venv: &Path, paths: &[PathBuf]) -> Result<(), Runtim
         let bytes = std::fs::read(entry.path()).map_err(RuntimeError::io(entry.path(), "read"))?;
         if let Some((leaked, _)) = needles
             .iter()
-            .find(|(_, finder)| finder.find(&bytes).is_some())
+            .find(|(path, finder)| names(&bytes, finder, path.len()))
         {
             return Err(RuntimeError::BuildPathLeaked {
                 file: entry.path().to_path_buf(),
@@ -40,6 +40,15 @@ pub fn check_no_build_paths(venv: &Path, paths: &[PathBuf]) -> Result<(), Runtim
         }
     }
     Ok(())
+}
+
+/// Whether `bytes` names the path `finder` looks for, as a whole: `/usr/bin/python3` is not
+/// named by `/usr/bin/python3.8`, but is by `/usr/bin/python3/` or `/usr/bin/python3"`.
+fn names(bytes: &[u8], finder: &memchr::memmem::Finder<'_>, len: usize) -> bool {
+    let continues_the_name = |b: &u8| b.is_ascii_alphanumeric() || b"._-+".contains(b);
+    finder
+        .find_iter(bytes)
+        .any(|at| !bytes.get(at + len).is_some_and(continues_the_name))
 }
 
 #[cfg(test)]
@@ -64,5 +73,22 @@ mod tests {
             matches!(&error, RuntimeError::BuildPathLeaked { file, .. } if file.ends_with("leaky.py")),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_longer_name_that_starts_like_a_build_path_is_not_it() {
+        let scratch = tempfile::tempdir().unwrap();
+        let venv = scratch.path().join("venv");
+        std::fs::create_dir_all(&venv).unwrap();
+        let host = PathBuf::from("/usr/bin/python3");
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            "base-executable = /usr/bin/python3.8
+",
+        )
+        .unwrap();
+        check_no_build_paths(&venv, std::slice::from_ref(&host)).unwrap();
+        std::fs::write(venv.join("script"), "#!/usr/bin/python3\n").unwrap();
+        assert!(check_no_build_paths(&venv, &[host]).is_err());
     }
 }

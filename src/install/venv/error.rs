@@ -53,7 +53,9 @@ pub enum VenvError {
 
     /// A virtualenv for another runtime than this machine's is made by uv, which is missing.
     #[error(
-        "building virtualenvs for {target} needs uv, which resolves and installs for another          Python and platform, but `uv` was not found on PATH (or --installer pip was given);          install it (`pip install uv`)"
+        "building virtualenvs for {target} needs uv, which resolves and installs for another \
+         Python and platform, but `uv` was not found on PATH (or --installer pip was given); \
+         install it (`pip install uv`)"
     )]
     TargetNeedsUv { target: String },
 

@@ -346,6 +346,7 @@ pub(crate) fn sanitize(cmd: &mut Command, cwd: &Path) {
     for name in REMOVED_ENV {
         cmd.env_remove(name);
     }
+    cmd.envs(crate::runtime::install::absolute_cache_env());
     cmd.env("PIP_NO_INPUT", "1")
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         // With --system-site-packages a user site would count as "already installed".
