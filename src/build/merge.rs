@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use super::inspect::{ImageName, InspectError, ReadImage};
 use super::label::{self, LabelError, PACKS_LABEL};
-use super::pack_image::{BuiltImage, PackLayer};
+use super::pack_image::{BuiltImage, LayerOrigin, PackLayer};
 use super::pack_layer;
 use super::target::{Target, TargetError, Written};
 use super::{BaseImage, BuildEvent};
@@ -597,6 +597,7 @@ fn assemble(
             pin: pack.pin.clone(),
             layer: pack.layer.descriptor.digest.clone(),
             reused: true,
+            origin: LayerOrigin::Merged,
             bytes_compressed: 0,
         });
     }

@@ -17,9 +17,11 @@
 
 pub mod base;
 pub mod busybox;
+pub mod cache_from;
 pub mod helm;
 pub mod inspect;
 pub mod label;
+pub mod layers_label;
 pub mod merge;
 pub mod pack_image;
 pub mod pack_layer;
@@ -28,13 +30,15 @@ pub mod runtime_image;
 pub mod target;
 pub mod tree;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use thiserror::Error;
 
 pub use base::{BaseError, BaseImage};
+pub use cache_from::{CacheRef, CachedPack};
 pub use pack_image::{
-    BuiltImage, DEFAULT_EPOCH, ImageBuildError, ImageInputs, PackLayer, build_image,
+    BuiltImage, DEFAULT_EPOCH, ImageBuildError, ImageInputs, LayerOrigin, PackLayer, build_image,
 };
 pub use packs::PackInput;
 pub use target::{Target, TargetError, Written};
@@ -53,6 +57,9 @@ pub struct BuildRequest {
     pub base: BaseImage,
     /// Written in this order.
     pub targets: Vec<Target>,
+    /// Images whose pack layers this build takes when they are what it would make (see
+    /// [`cache_from`]).
+    pub cache_from: Vec<CacheRef>,
     pub layer_options: LayerOptions,
     /// `org.opencontainers.image.source` / `.revision`, when known.
     pub source: Option<String>,
@@ -80,6 +87,8 @@ pub struct BuildOutcome {
 pub enum BuildEvent<'a> {
     /// The packs were installed (or found unchanged).
     Installed(&'a InstallReport),
+    /// A pack's layer is taken from a `--cache-from` image: the pack is not installed.
+    TakenFrom(&'a CachedPack),
     /// Something the user should know, that does not stop the build.
     Warning(String),
     /// The image is built, not yet written.
@@ -142,9 +151,41 @@ pub async fn run(
     request: &BuildRequest,
     mut on_event: impl FnMut(BuildEvent<'_>),
 ) -> Result<BuildOutcome, BuildError> {
-    let packs = packs::collect(&request.packs, &request.cache, &mut on_event).await?;
-
     let store = request.cache.blob_store()?;
+    let settings = match packs::install_root(&request.packs, &request.cache) {
+        Some(root) => match &request.packs {
+            PackInput::Install { options, .. } => {
+                let options = packs::build_options(&root, options, &request.cache)?;
+                // Unknown when the interpreter cannot be probed: the install says why.
+                cache_from::BuildSettings::new(&options, request.layer_options)
+                    .await
+                    .ok()
+            }
+            PackInput::Installed { .. } => None,
+        },
+        None => None,
+    };
+    let (input, mut cached) = take_cached(request, settings.as_ref(), &store, &mut on_event).await;
+    let packs = packs::collect(&input, &request.cache, &mut on_event).await?;
+    // A pack installed as the dependency of another and taken too: the installed one is layered.
+    cached.retain(|taken| {
+        let installed = packs.iter().any(|p| p.name.as_str() == taken.record.name);
+        if installed {
+            on_event(BuildEvent::Warning(format!(
+                "pack {} was installed as a dependency, so its layer from --cache-from {} is not used",
+                taken.record.name, taken.from
+            )));
+        }
+        !installed
+    });
+    let build_keys: BTreeMap<String, String> = match &settings {
+        Some(settings) => packs
+            .iter()
+            .filter_map(|p| Some((p.name.to_string(), settings.build_key(p.name.as_str())?)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+
     if request.base == BaseImage::Scratch {
         on_event(BuildEvent::Warning(
             "--base scratch has no /bin/sh or /bin/cp; the stackstorm-k8s chart's init container needs both to copy the packs".to_string(),
@@ -155,6 +196,8 @@ pub async fn run(
     let cache = request.cache.layer_cache(&store)?;
     let inputs = ImageInputs {
         packs: &packs,
+        cached: &cached,
+        build_keys: &build_keys,
         layer_options: request.layer_options,
         source: request.source.clone(),
         revision: request.revision.clone(),
@@ -179,6 +222,48 @@ pub async fn run(
         image: built,
         written,
     })
+}
+
+/// The packs left to install once the layers of `request.cache_from` images that this build
+/// would make are taken (each told to `on_event`), and those taken.
+async fn take_cached(
+    request: &BuildRequest,
+    settings: Option<&cache_from::BuildSettings>,
+    store: &BlobStore,
+    on_event: &mut impl FnMut(BuildEvent<'_>),
+) -> (PackInput, Vec<CachedPack>) {
+    let mut input = request.packs.clone();
+    if request.cache_from.is_empty() {
+        return (input, Vec::new());
+    }
+    let (specs, settings) = match (&mut input, settings) {
+        (PackInput::Install { specs, .. }, Some(settings)) => (specs, settings),
+        (PackInput::Installed { .. }, _) => {
+            on_event(BuildEvent::Warning(
+                "--cache-from is not used when layering an installed tree (--root without packs): its packs are layered as they are".to_string(),
+            ));
+            return (input, Vec::new());
+        }
+        _ => return (input, Vec::new()),
+    };
+    let mut warnings = Vec::new();
+    let plan = cache_from::plan(
+        &request.cache_from,
+        specs,
+        settings,
+        &request.registry,
+        store,
+        &mut |warning| warnings.push(warning),
+    )
+    .await;
+    for warning in warnings {
+        on_event(BuildEvent::Warning(warning));
+    }
+    *specs = plan.to_install;
+    for taken in &plan.cached {
+        on_event(BuildEvent::TakenFrom(taken));
+    }
+    (input, plan.cached)
 }
 
 /// Writes `built`, whose blobs are in `store`, to each of `targets` in order, telling
@@ -271,6 +356,7 @@ mod tests {
             },
             base: BaseImage::parse("scratch").unwrap(),
             targets: target::targets(&tags, false, &outputs).unwrap(),
+            cache_from: Vec::new(),
             layer_options: LayerOptions::default(),
             source: None,
             revision: None,
@@ -283,6 +369,7 @@ mod tests {
         let outcome = run(&request, |event| {
             events.push(match event {
                 BuildEvent::Installed(_) => "installed".to_string(),
+                BuildEvent::TakenFrom(taken) => format!("taken {}", taken.record.name),
                 BuildEvent::Warning(w) => format!("warning: {w}"),
                 BuildEvent::Built(built) => format!("built {}", built.digest()),
                 BuildEvent::Wrote(written) => format!("wrote {:?}", written.output()),
@@ -332,6 +419,7 @@ mod tests {
             },
             base: BaseImage::Scratch,
             targets: Vec::new(),
+            cache_from: Vec::new(),
             layer_options: LayerOptions::default(),
             source: None,
             revision: None,

@@ -69,18 +69,26 @@ pub async fn collect(
     }
 }
 
-async fn install(
+/// The root a build installs `input`'s packs into (`None` for an installed tree).
+pub fn install_root(input: &PackInput, cache: &Cache) -> Option<PathBuf> {
+    match input {
+        PackInput::Installed { .. } => None,
+        PackInput::Install { root, .. } => Some(root.clone().unwrap_or_else(|| cache.build_root())),
+    }
+}
+
+/// `options` as a build installs with them: into `root`, for the image's paths, with the
+/// build's cache.
+pub fn build_options(
     root: &Path,
-    specs: &[PackSpec],
     options: &InstallOptions,
     cache: &Cache,
-    on_event: &mut impl FnMut(BuildEvent<'_>),
-) -> Result<Vec<PackTree>, BuildError> {
+) -> Result<InstallOptions, BuildError> {
     let absolute = std::path::absolute(root).map_err(|source| BuildError::Root {
         root: root.to_path_buf(),
         source,
     })?;
-    let options = InstallOptions {
+    Ok(InstallOptions {
         targets: Targets {
             packs_dir: absolute.join("packs"),
             virtualenvs_dir: absolute.join("virtualenvs"),
@@ -89,7 +97,21 @@ async fn install(
         virtualenvs_runtime_dir: PathBuf::from(VIRTUALENVS_IN_IMAGE),
         cache: cache.clone(),
         ..options.clone()
-    };
+    })
+}
+
+async fn install(
+    root: &Path,
+    specs: &[PackSpec],
+    options: &InstallOptions,
+    cache: &Cache,
+    on_event: &mut impl FnMut(BuildEvent<'_>),
+) -> Result<Vec<PackTree>, BuildError> {
+    if specs.is_empty() {
+        // Every pack's layer was taken from a --cache-from image.
+        return Ok(Vec::new());
+    }
+    let options = build_options(root, options, cache)?;
     let report = install::install(&options, specs)
         .await
         .map_err(BuildError::Install)?;

@@ -14,7 +14,8 @@ use crate::image::blobs::BlobStore;
 use crate::image::layout::{self, LayoutError};
 use crate::progress::{Phase, Progress};
 use crate::registry::{
-    PushOptions, PushReport, Reference, ReferenceError, RegistryClient, RegistryError, push_image,
+    PushOptions, PushReport, Reference, ReferenceError, RegistryClient, RegistryError, pull_layers,
+    push_image,
 };
 
 /// One place to write an image to.
@@ -85,6 +86,11 @@ pub enum TargetError {
         file: PathBuf,
         source: Box<ArchiveError>,
     },
+    #[error("--cache-from {reference}: cannot download a layer this build took from it: {source}")]
+    CacheFrom {
+        reference: String,
+        source: Box<RegistryError>,
+    },
     #[error("push to {repository} failed: {source}")]
     Push {
         repository: String,
@@ -105,7 +111,9 @@ impl TargetError {
             | TargetError::UnusableLayout { .. }
             | TargetError::UnusableArchive { .. } => 2,
             TargetError::Layout { .. } | TargetError::Archive { .. } => 1,
-            TargetError::Push { source, .. } => source.exit_code(),
+            TargetError::Push { source, .. } | TargetError::CacheFrom { source, .. } => {
+                source.exit_code()
+            }
         }
     }
 }
@@ -215,9 +223,10 @@ impl Target {
         }
     }
 
-    /// Writes `built`, whose blobs are all in `store`, to this target; `registry` is only used
-    /// to push, which `progress` shows. A push sends the manifest last, so a tag never points at
-    /// missing blobs.
+    /// Writes `built`, whose blobs are in `store` or in [`BuiltImage::layer_sources`], to this
+    /// target; `registry` is used to push, which `progress` shows, and to download the blobs a
+    /// layout or an archive needs that the store lacks. A push sends the manifest last, so a tag
+    /// never points at missing blobs.
     pub async fn write(
         &self,
         built: &BuiltImage,
@@ -225,6 +234,9 @@ impl Target {
         registry: &RegistryClient,
         progress: &Progress,
     ) -> Result<Written, TargetError> {
+        if !matches!(self, Target::Registry { .. }) {
+            fetch_missing_blobs(built, store, registry).await?;
+        }
         match self {
             Target::Layout { dir, tags } => {
                 let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
@@ -257,6 +269,34 @@ impl Target {
             Target::Registry { tags } => push(built, store, registry, tags, progress).await,
         }
     }
+}
+
+/// Downloads the layers the build took from other images and the store lacks: a file target
+/// holds every blob.
+async fn fetch_missing_blobs(
+    built: &BuiltImage,
+    store: &BlobStore,
+    registry: &RegistryClient,
+) -> Result<(), TargetError> {
+    for layer in &built.image.layers {
+        let digest = &layer.descriptor.digest;
+        if let Some(source) = built.layer_sources.get(digest)
+            && !store.contains(digest)
+        {
+            pull_layers(
+                registry,
+                source,
+                store,
+                std::slice::from_ref(&layer.descriptor),
+            )
+            .await
+            .map_err(|e| TargetError::CacheFrom {
+                reference: source.to_string(),
+                source: Box::new(e),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 async fn push(

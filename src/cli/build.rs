@@ -14,7 +14,8 @@ use super::runtime_args::{self, RuntimeDefault};
 use super::target_args::{TargetArgs, print_written};
 use super::{Failure, failed, run_to_exit_code, usage};
 use crate::build::{
-    self, BaseImage, BuildEvent, BuildOutcome, BuildRequest, PackInput, Written, helm,
+    self, BaseImage, BuildEvent, BuildOutcome, BuildRequest, CacheRef, LayerOrigin, PackInput,
+    Written, helm,
 };
 use crate::image::layer::{Compression, LayerOptions};
 use crate::install;
@@ -52,6 +53,14 @@ pub struct BuildArgs {
     /// init container needs sh and cp).
     #[arg(long, value_name = "REF", default_value = DEFAULT_BASE)]
     pub base: String,
+
+    /// A pack image built before (registry reference or oci:DIR[:TAG]; repeatable): each
+    /// pack whose layer there is exactly what this build would make (same source, commit,
+    /// virtualenv inputs, runtime and layer format) is taken from it as it is, neither
+    /// installed nor uploaded. Costs one manifest and config read per image; an image that
+    /// cannot be read is a warning.
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
 
     /// Layer compression.
     #[arg(long, value_enum, default_value = "gzip")]
@@ -125,6 +134,13 @@ struct PackSummary {
     version: String,
     layer: String,
     layer_reused: bool,
+    /// `built` (tarred and compressed by this build), `local-cache` (the layer cache had it: the
+    /// installed pack was unchanged since an earlier build on this cache directory) or
+    /// `cache-from` (taken from a --cache-from image: the pack was not installed).
+    layer_source: &'static str,
+    /// The --cache-from image the layer was taken from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_from: Option<String>,
     /// Bytes of the layer's tar this build compressed: 0 for a reused layer, less than the whole
     /// when an unchanged virtualenv's compressed bytes were copied.
     layer_bytes_compressed: u64,
@@ -180,8 +196,15 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     };
     let base = BaseImage::parse(&args.base).map_err(|e| (e.exit_code(), e.to_string()))?;
     let runtime_image = args.install.runtime.registry_reference();
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|given| CacheRef::parse(given))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
     let mut references = args.targets.registry_references(&tags, base.reference());
     references.extend(runtime_image.as_ref());
+    references.extend(cache_from.iter().filter_map(CacheRef::reference));
     let mut registry = args.registry.client(&references).map_err(usage)?;
     let progress = Progress::new(args.verbose);
     registry.on_event(progress.registry_sink());
@@ -234,6 +257,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         packs,
         base,
         targets,
+        cache_from,
         layer_options,
         source: args.source.clone().or_else(ci_source),
         revision: args.revision.clone().or_else(ci_revision),
@@ -310,6 +334,10 @@ pub(super) fn write_results(
 fn print_event(event: BuildEvent<'_>) {
     match event {
         BuildEvent::Installed(report) => print_summary(report),
+        BuildEvent::TakenFrom(taken) => eprintln!(
+            "{} {}: layer taken from {}, not installed",
+            taken.record.name, taken.record.pin.version, taken.from
+        ),
         BuildEvent::Warning(warning) => eprintln!("warning: {warning}"),
         BuildEvent::Built(built) => eprintln!(
             "built {} with {} pack layer(s) ({} unchanged since an earlier build)",
@@ -340,6 +368,18 @@ fn summary(
                 version: pack.pin.version.clone(),
                 layer: pack.layer.clone(),
                 layer_reused: pack.reused,
+                layer_source: match &pack.origin {
+                    LayerOrigin::Built => "built",
+                    LayerOrigin::LocalCache => "local-cache",
+                    LayerOrigin::CacheFrom(_) => "cache-from",
+                    LayerOrigin::Merged => "merged",
+                },
+                layer_from: match &pack.origin {
+                    LayerOrigin::CacheFrom(from) => {
+                        Some(crate::redact::redact_url(&from.to_string()))
+                    }
+                    _ => None,
+                },
                 layer_bytes_compressed: pack.bytes_compressed,
             })
             .collect(),

@@ -180,7 +180,7 @@ async fn merge_images(args: &MergeArgs) -> Result<(), Failure> {
 /// Shows each step of the merge on stderr as it completes.
 fn print_event(event: BuildEvent<'_>) {
     match event {
-        BuildEvent::Installed(_) => {}
+        BuildEvent::Installed(_) | BuildEvent::TakenFrom(_) => {}
         BuildEvent::Warning(warning) => eprintln!("warning: {warning}"),
         BuildEvent::Built(built) => eprintln!(
             "merged {} with {} pack layer(s)",

@@ -95,12 +95,7 @@ pub async fn install(
     options: &InstallOptions,
     specs: &[PackSpec],
 ) -> Result<InstallReport, InstallError> {
-    let python = match &options.runtime {
-        VenvRuntime::Native => venv::probe_python(&options.python)
-            .await
-            .map_err(InstallError::Python)?,
-        VenvRuntime::Target(build) => build.python_info(),
-    };
+    let python = python_info(options).await?;
     // Held for the whole run, so that `st2pack cache prune` never removes what it uses.
     let cache = open_cache(options).await?;
     let targets = options.targets.clone();
@@ -385,6 +380,44 @@ enum Prepared {
     },
 }
 
+/// The virtualenv an install with `options` builds for pack `name`, with the interpreter
+/// `python` and the pack's `requirements` file.
+pub fn venv_spec(
+    options: &InstallOptions,
+    python: &PythonInfo,
+    name: &str,
+    requirements: Option<std::path::PathBuf>,
+) -> VenvSpec {
+    VenvSpec {
+        python: python.clone(),
+        installer: options.installer,
+        final_dir: options.virtualenvs_runtime_dir.join(name),
+        requirements,
+        allow_pack_index_options: options.allow_pack_index_options,
+        only_binary: options.only_binary,
+        base_requirements: options.base_requirements,
+        system_site_packages: options.system_site_packages,
+        st2_site_packages: options.st2_site_packages.clone(),
+        wheelhouse: options.wheelhouse.clone(),
+        cache_dir: Some(options.cache.bucket(Bucket::Virtualenvs)),
+        bytecode_cache: Some(options.cache.bucket(Bucket::Bytecode)),
+        rebuild: options.force,
+        runtime: options.runtime.clone(),
+        keep_pip: options.keep_pip,
+    }
+}
+
+/// The interpreter an install with `options` builds virtualenvs with (probed, for a native
+/// build).
+pub async fn python_info(options: &InstallOptions) -> Result<PythonInfo, InstallError> {
+    match &options.runtime {
+        VenvRuntime::Native => venv::probe_python(&options.python)
+            .await
+            .map_err(InstallError::Python),
+        VenvRuntime::Target(build) => Ok(build.python_info()),
+    }
+}
+
 /// Builds the virtualenv of `pack` (reported to the progress as `shown`) in staging, unless the
 /// install in place is the same.
 async fn prepare(
@@ -397,23 +430,12 @@ async fn prepare(
     let staged = pack.txn.staged_pack();
     let requirements = staged.join("requirements.txt");
     let bytecode_cache = options.cache.bucket(Bucket::Bytecode);
-    let spec = VenvSpec {
-        python: python.clone(),
-        installer: options.installer,
-        final_dir: options.virtualenvs_runtime_dir.join(name),
-        requirements: requirements.is_file().then_some(requirements),
-        allow_pack_index_options: options.allow_pack_index_options,
-        only_binary: options.only_binary,
-        base_requirements: options.base_requirements,
-        system_site_packages: options.system_site_packages,
-        st2_site_packages: options.st2_site_packages.clone(),
-        wheelhouse: options.wheelhouse.clone(),
-        cache_dir: Some(options.cache.bucket(Bucket::Virtualenvs)),
-        bytecode_cache: Some(bytecode_cache.clone()),
-        rebuild: options.force,
-        runtime: options.runtime.clone(),
-        keep_pip: options.keep_pip,
-    };
+    let spec = venv_spec(
+        options,
+        python,
+        name,
+        requirements.is_file().then_some(requirements),
+    );
     let virtualenv = venv::venv_pin(&spec).map_err(|e| e.to_string())?;
     let pin = PackPin {
         name: name.to_string(),

@@ -117,6 +117,87 @@ pub async fn fetch_pack(
     }
 }
 
+/// What a fetch of a spec would record of where the pack comes from (its pin's source, ref,
+/// commit or content digest), found without fetching the pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedOrigin {
+    pub source: String,
+    pub reference: Option<String>,
+    pub commit: Option<String>,
+    pub content_digest: Option<String>,
+}
+
+/// What [`fetch_pack`] would record of `spec`'s origin, as cheaply as it can be known: a remote
+/// git ref is asked of the remote (no object fetched), a local repository's ref read from it, a
+/// directory copied as it is hashed in place. `Ok(None)` when only fetching would tell (an
+/// abbreviated commit id on a remote).
+pub async fn resolve_origin(
+    ctx: &FetchContext,
+    spec: &PackSpec,
+) -> Result<Option<ResolvedOrigin>, String> {
+    let remote = |url: String, reference: Option<String>| async move {
+        let git_options = ctx.git.clone();
+        let owned_url = url.clone();
+        let resolved =
+            blocking(move || git::resolve_remote(&owned_url, reference.as_deref(), &git_options))
+                .await?
+                .map_err(|e| scrub(&e.to_string(), &url))?;
+        Ok::<_, String>(resolved.map(|(commit, matched_ref)| ResolvedOrigin {
+            source: redact_url(&url),
+            reference: Some(matched_ref),
+            commit: Some(commit),
+            content_digest: None,
+        }))
+    };
+    let local = |path: std::path::PathBuf, reference: Option<String>| async move {
+        let kind = local::classify(&path).map_err(|e| e.to_string())?;
+        let source = path.display().to_string();
+        let copy_as_is =
+            kind == LocalKind::Plain || (kind == LocalKind::WorkTree && reference.is_none());
+        if copy_as_is {
+            if reference.is_some() {
+                return Ok(None);
+            }
+            let digest = blocking(move || local::tree_digest(&path))
+                .await?
+                .map_err(|e| e.to_string())?;
+            return Ok(Some(ResolvedOrigin {
+                source,
+                reference: None,
+                commit: None,
+                content_digest: Some(digest),
+            }));
+        }
+        let resolved = blocking(move || git::resolve_local(&path, reference.as_deref()))
+            .await?
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(Some(ResolvedOrigin {
+            source,
+            reference: Some(resolved.matched_ref),
+            commit: Some(resolved.commit),
+            content_digest: None,
+        }))
+    };
+    match &spec.source {
+        PackSource::Exchange { name } => {
+            let index = ctx.index().await?;
+            let Some(entry) = index.get(name) else {
+                return Err(unknown_pack_message(name, &index));
+            };
+            let reference = spec
+                .reference
+                .clone()
+                .unwrap_or_else(|| entry.version.clone());
+            remote(entry.repo_url.clone(), Some(reference)).await
+        }
+        PackSource::Git { url } => match plain_directory_of_file_url(url) {
+            Some(path) => local(path, spec.reference.clone()).await,
+            None => remote(url.clone(), spec.reference.clone()).await,
+        },
+        PackSource::Local { path } => local(path.clone(), spec.reference.clone()).await,
+    }
+}
+
 /// Where the files came from.
 struct Origin {
     source: String,

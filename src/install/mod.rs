@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use engine::{InstallError, install, runtime_pin};
+pub use engine::{InstallError, install, python_info, runtime_pin, venv_spec};
 
 use crate::cache::Cache;
 use crate::progress::Progress;

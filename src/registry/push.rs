@@ -40,8 +40,9 @@ pub struct PushOptions {
     /// image's): they are mounted from it instead of uploaded. Ignored on another registry.
     pub mount_from: Option<Reference>,
     /// Repositories known to hold particular blobs, by digest (the images an image was merged
-    /// from): each of these blobs is mounted from its own instead of [`Self::mount_from`].
-    /// Ignored on another registry.
+    /// from, the `--cache-from` images a build took layers from): each of these blobs is mounted
+    /// from its own instead of [`Self::mount_from`] on the same registry; elsewhere, when the
+    /// store lacks it, it is downloaded from there, then uploaded.
     pub blob_sources: BTreeMap<String, Reference>,
 }
 
@@ -136,9 +137,13 @@ pub async fn push_image(
         .map(|(index, (desc, content))| {
             let session = &session;
             async move {
-                let from = mount_from(&desc.digest);
-                let outcome =
-                    push_blob(client, session, target, store, &desc, &content, from).await?;
+                let blob = Blob {
+                    desc: &desc,
+                    content: &content,
+                    mount_from: mount_from(&desc.digest),
+                    source: opts.blob_sources.get(&desc.digest),
+                };
+                let outcome = push_blob(client, session, target, store, &blob).await?;
                 Ok::<_, RegistryError>((index, desc.digest, outcome))
             }
         })
@@ -287,17 +292,32 @@ fn destinations(target: &Reference, digest: &str, extra_tags: &[String]) -> Resu
         .collect()
 }
 
-/// One blob: HEAD, then a mount (first attempt only), then an upload; the whole sequence is
-/// retried, so a retry notices a blob that a broken-off attempt did manage to store.
+/// One blob to push, and where else it is.
+struct Blob<'a> {
+    desc: &'a Descriptor,
+    content: &'a Content,
+    /// A repository of the target's registry to mount it from.
+    mount_from: Option<&'a Reference>,
+    /// An image holding it, to download it from when the store lacks it.
+    source: Option<&'a Reference>,
+}
+
+/// One blob: HEAD, then a mount (first attempt only), then an upload (downloaded first from its
+/// source when the store lacks it); the whole sequence is retried, so a retry notices a blob
+/// that a broken-off attempt did manage to store.
 async fn push_blob(
     client: &RegistryClient,
     session: &Session,
     target: &Reference,
     store: &BlobStore,
-    desc: &Descriptor,
-    content: &Content,
-    mount_from: Option<&Reference>,
+    blob: &Blob<'_>,
 ) -> Result<Outcome> {
+    let Blob {
+        desc,
+        content,
+        mount_from,
+        source,
+    } = *blob;
     let digest = desc.digest.as_str();
     let repo = target.repository();
     let oci_ref = target.to_oci();
@@ -335,6 +355,12 @@ async fn push_blob(
                     if mounted == Ok(true) {
                         return Ok(Outcome::Mounted);
                     }
+                }
+                if let (Content::Store, Some(source)) = (content, source)
+                    && !store.contains(&desc.digest)
+                {
+                    super::pull::pull_layers(client, source, store, std::slice::from_ref(desc))
+                        .await?;
                 }
                 upload_blob(client, session, oci_ref, store, desc, content, upload).await?;
                 Ok(Outcome::Uploaded(desc.size))

@@ -160,6 +160,50 @@ pub fn fetch_remote(
     Ok(commit)
 }
 
+/// What [`fetch_remote`] would resolve `reference` to on the remote at `url` — the commit and
+/// the matched ref — asking the remote for its refs only (as `git ls-remote`): no object is
+/// fetched. `None` when that cannot be known without fetching (an abbreviated commit id).
+pub fn resolve_remote(
+    url: &str,
+    reference: Option<&str>,
+    opts: &GitOptions,
+) -> Result<Option<(String, String)>, GitError> {
+    set_timeouts_once();
+    let shown = redact_url(url);
+    let mirror_path = opts.cache_dir.join(mirror_dir_name(url));
+    let local_err = |message: String| GitError::Local {
+        path: mirror_path.clone(),
+        message,
+    };
+    fs::create_dir_all(&mirror_path).map_err(|e| local_err(e.to_string()))?;
+    let _lock =
+        lock_file(&mirror_path.with_extension("lock")).map_err(|e| local_err(e.to_string()))?;
+    let repo = match Repository::open_bare(&mirror_path) {
+        Ok(repo) => repo,
+        Err(_) => {
+            Repository::init_bare(&mirror_path).map_err(|e| local_err(e.message().to_string()))?
+        }
+    };
+    let advertised = list_remote(&repo, url, opts)?;
+    let found = match resolve_ref(&advertised, reference) {
+        Ok(found) => found,
+        Err(Unresolved::NotFound) if reference.is_some_and(looks_like_sha) => {
+            let sha = reference.unwrap_or_default();
+            return Ok((sha.len() == 40).then(|| (sha.to_ascii_lowercase(), sha.to_string())));
+        }
+        Err(unresolved) => return Err(unresolved.into_error(&shown, reference, &advertised)),
+    };
+    // An annotated tag points at a tag object; the server advertises the commit it peels to.
+    let commit = match advertised.peeled.iter().find(|p| p.name == found.ref_name) {
+        Some(peeled) => peeled.oid,
+        None => match repo.find_object(found.oid, None) {
+            Ok(_) => peel_to_commit(&repo, found.oid).map_err(local_err)?,
+            Err(_) => found.oid,
+        },
+    };
+    Ok(Some((commit.to_string(), found.shown_name)))
+}
+
 /// Resolves `reference` in a repository on this machine (work tree or bare), with no fetching.
 /// With no reference, a work tree's current HEAD or a bare repository's default branch is used.
 pub fn resolve_local(
@@ -292,6 +336,8 @@ struct Advertised {
     /// The ref HEAD points at (`refs/heads/main`), when known, and its commit.
     head: Option<AdvertisedRef>,
     refs: Vec<AdvertisedRef>,
+    /// The commits annotated tags peel to (`refs/tags/v1^{}`), under the tag's name.
+    peeled: Vec<AdvertisedRef>,
 }
 
 #[derive(Debug)]
@@ -417,7 +463,12 @@ fn list_remote(repo: &Repository, url: &str, opts: &GitOptions) -> Result<Advert
                     oid: head.oid(),
                 });
             }
-        } else if !name.ends_with("^{}") {
+        } else if let Some(tag) = name.strip_suffix("^{}") {
+            advertised.peeled.push(AdvertisedRef {
+                name: tag.to_string(),
+                oid: head.oid(),
+            });
+        } else {
             advertised.refs.push(AdvertisedRef {
                 name: name.to_string(),
                 oid: head.oid(),
@@ -702,6 +753,7 @@ mod tests {
                     oid,
                 })
                 .collect(),
+            peeled: Vec::new(),
         }
     }
 

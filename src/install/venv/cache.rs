@@ -86,6 +86,22 @@ pub(crate) fn key_for(
     engine: &str,
     requirements: Option<&Requirements>,
 ) -> Result<String, VenvError> {
+    inputs_digest(spec, engine, Some(requirements))
+}
+
+/// The digest of every input [`key_for`] covers except the requirements files' contents: what
+/// a build's settings make of any pack's virtualenv. Two packs at the same commit (so with the
+/// same requirements files) and equal settings keys have equal cache keys.
+pub(crate) fn settings_key_for(spec: &VenvSpec, engine: &str) -> Result<String, VenvError> {
+    inputs_digest(spec, engine, None)
+}
+
+/// [`key_for`] with the requirements (`Some`), or without them (`None`, [`settings_key_for`]).
+fn inputs_digest(
+    spec: &VenvSpec,
+    engine: &str,
+    requirements: Option<Option<&Requirements>>,
+) -> Result<String, VenvError> {
     let mut h = Hasher(Sha256::new());
     h.field("format", KEY_FORMAT.as_bytes());
     h.field("tool", env!("CARGO_PKG_VERSION").as_bytes());
@@ -115,12 +131,13 @@ pub(crate) fn key_for(
     h.path("final_dir", Some(&spec.final_dir));
     match requirements {
         // Every file pip reads: the requirements file, then what it includes, in reading order.
-        Some(requirements) => {
+        Some(Some(requirements)) => {
             for file in &requirements.files {
                 h.field("requirements", &file.content);
             }
         }
-        None => h.field("requirements", b"\0none"),
+        Some(None) => h.field("requirements", b"\0none"),
+        None => h.field("requirements", b"\0not covered"),
     }
     // Only when set, so that the keys of existing entries stay what they were.
     if spec.only_binary {

@@ -136,6 +136,14 @@ pub fn venv_key(spec: &VenvSpec) -> Result<String, VenvError> {
     cache::key_for(&spec, engine.name(), requirements.as_ref())
 }
 
+/// The digest of every input of [`venv_key`] but the pack's requirements files: what this
+/// build's settings (interpreter, runtime, installer and its options, wheelhouse, index
+/// variables, final path) make of a pack's virtualenv. `spec.requirements` is not read.
+pub fn venv_settings_key(spec: &VenvSpec) -> Result<String, VenvError> {
+    let engine = installer::resolve_engine(spec.installer, &spec.python)?;
+    cache::settings_key_for(&absolutized(spec)?, engine.name())
+}
+
 /// What a pack's pin records of its virtualenv: the cache key (a digest of every input) and the
 /// inputs a person or a lock file compares — interpreter, requirements digest, installer and its
 /// settings.

@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# bench/cache-from.sh: on an empty cache directory, a full `st2pack build --push` against the
+# same build with `--cache-from` the previous image, side by side in one run.
+#
+#   bash bench/cache-from.sh
+#
+# Five packs (bench_a..bench_e, copies of fixtures/packs/hello_st2 with real PyPI requirements,
+# each a git repository) are built into an image on a busybox base (`st2pack base-image`) and
+# pushed to a local docker-registry as REG/bench/packs:prev. Then one pack gets a new commit, and
+# each run times, on a fresh empty --cache-dir each (a CI runner that starts empty):
+#
+#   full        st2pack build PACKS... --tag REG/bench/packs:full-N --push
+#   cache-from  st2pack build PACKS... --tag REG/bench/packs:cf-N --push --cache-from REG/bench/packs:prev
+#
+# Both push to the repository the previous image is in, as a pipeline does. The full build
+# installs and layers all five packs; the cache-from build reads the previous image's manifest and
+# config, installs and layers the changed pack only. Both must give the same image digest (checked).
+# Every virtualenv comes from one local wheelhouse (downloaded once from PyPI, pinned by
+# bench/constraints.txt), so PyPI's latency is not measured. Each measurement is repeated
+# BENCH_RUNS times, the two alternating which goes first; medians are reported.
+#
+# The results go to stdout as markdown and into BENCHMARKS.md between the
+# `<!-- cache-from-bench:start -->` / `<!-- cache-from-bench:end -->` markers (appended at the end
+# the first time); nothing else in the file is touched.
+#
+# Environment:
+#   ST2PACK_BIN    st2pack binary to measure (default: cargo build --release --locked)
+#   BENCH_DIR      work directory, kept afterwards (default: a temp dir, removed on success)
+#   BENCH_RUNS     repetitions of each measurement (default: 3)
+#   BENCH_PYTHON   interpreter the virtualenvs are made with (default: python3)
+#   BENCH_WRITE=0  print the results but leave BENCHMARKS.md alone
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TEMPLATE_PACK="$REPO_ROOT/fixtures/packs/hello_st2"
+CONSTRAINTS="$REPO_ROOT/bench/constraints.txt"
+RESULTS_FILE="$REPO_ROOT/BENCHMARKS.md"
+MARK_START='<!-- cache-from-bench:start -->'
+MARK_END='<!-- cache-from-bench:end -->'
+
+RUNS=${BENCH_RUNS:-3}
+PACKS=(bench_a bench_b bench_c bench_d bench_e)
+CHANGED_PACK=bench_c
+# The cache-from build's time, as a percentage of the full build's, at most.
+TARGET_PCT=15
+
+# Each pack's requirements.txt (exact pins; their dependencies are pinned by
+# bench/constraints.txt when the wheelhouse is built).
+declare -A REQUIREMENTS=(
+  [bench_a]=$'requests==2.32.3'
+  [bench_b]=$'PyYAML==6.0.2\nJinja2==3.1.4'
+  [bench_c]=$'python-dateutil==2.9.0.post0\npytz==2024.2'
+  [bench_d]=$'jsonschema==4.23.0'
+  [bench_e]=$'requests==2.32.3\nPyYAML==6.0.2'
+)
+
+say() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+  printf '[bench] error: %s\n' "$*" >&2
+  exit 1
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------
+
+check_tools() {
+  local missing=() tool
+  for tool in docker-registry git uv python3 awk curl; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (Debian: apt-get install -y" \
+    "docker-registry git python3 curl; uv: https://docs.astral.sh/uv/)"
+  ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
+}
+
+on_exit() {
+  local status=$?
+  stop_registry
+  if ((status == 0 && REMOVE_WORK)); then
+    rm -rf "$WORK"
+  elif ((status != 0)); then
+    say "work directory kept for inspection: $WORK"
+  fi
+}
+
+setup_workdir() {
+  if [[ -n ${BENCH_DIR:-} ]]; then
+    WORK=$(mkdir -p "$BENCH_DIR" && cd "$BENCH_DIR" && pwd)
+    REMOVE_WORK=0
+  else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/st2pack-cache-from-bench.XXXXXX")
+    REMOVE_WORK=1
+  fi
+  SRC="$WORK/src"
+  WHEELHOUSE="$WORK/wheelhouse"
+  LOGS="$WORK/logs"
+  SCRATCH="$WORK/scratch"
+  rm -rf "$SRC" "$LOGS" "$SCRATCH" "$WORK/registry"
+  mkdir -p "$SRC" "$LOGS" "$SCRATCH"
+  trap on_exit EXIT
+  say "work directory: $WORK"
+}
+
+# This machine's pip/uv settings stay out of the measurement.
+isolate_environment() {
+  export PIP_CONFIG_FILE=/dev/null UV_NO_CONFIG=1
+  unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL UV_FIND_LINKS UV_INDEX_URL \
+    UV_EXTRA_INDEX_URL UV_CACHE_DIR PYTHONPATH PYTHONHOME VIRTUAL_ENV ST2PACK_CACHE_DIR \
+    ST2_CONFIG_PATH SOURCE_DATE_EPOCH
+}
+
+resolve_tools() {
+  PYTHON=${BENCH_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
+  [[ -x $PYTHON ]] || die "no interpreter at $PYTHON"
+  PYTHON_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
+  UV_VERSION=$(uv --version)
+  if [[ -n ${ST2PACK_BIN:-} ]]; then
+    [[ -x $ST2PACK_BIN ]] || die "ST2PACK_BIN=$ST2PACK_BIN is not an executable"
+  else
+    say "building st2pack (cargo build --release --locked)"
+    (cd "$REPO_ROOT" && cargo build --release --locked --bin st2pack) >"$LOGS/cargo-build.log" 2>&1 ||
+      {
+        tail -n 30 "$LOGS/cargo-build.log" >&2
+        die "cargo build failed (log above)"
+      }
+    local target_dir
+    target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps --offline |
+      "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+    ST2PACK_BIN="$target_dir/release/st2pack"
+  fi
+  say "measuring $ST2PACK_BIN; python $PYTHON_VERSION, $UV_VERSION"
+}
+
+commit_all() {
+  GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z' \
+    git -C "$1" -c user.name=bench -c user.email=bench@example.invalid -c commit.gpgsign=false \
+    commit -q -am "$2"
+}
+
+make_packs() {
+  local pack dir
+  for pack in "${PACKS[@]}"; do
+    dir="$SRC/$pack"
+    cp -r "$TEMPLATE_PACK" "$dir"
+    sed -i -e "s/^ref: .*/ref: $pack/" -e "s/^name: .*/name: $pack/" \
+      -e "s/^version: .*/version: 1.0.0/" "$dir/pack.yaml"
+    printf '%s\n' "${REQUIREMENTS[$pack]}" >"$dir/requirements.txt"
+    git -C "$dir" -c init.defaultBranch=main init -q
+    git -C "$dir" add -A
+    commit_all "$dir" "$pack 1.0.0"
+  done
+}
+
+build_wheelhouse() {
+  if [[ -f $WHEELHOUSE/.complete ]]; then
+    say "wheelhouse: reusing $WHEELHOUSE"
+    return
+  fi
+  rm -rf "$WHEELHOUSE"
+  local pack requirement_args=()
+  for pack in "${PACKS[@]}"; do
+    requirement_args+=(-r "$SRC/$pack/requirements.txt")
+  done
+  say "wheelhouse: downloading from PyPI (pinned by bench/constraints.txt)"
+  env -u PIP_CONFIG_FILE "$PYTHON" -m pip download --quiet --no-cache-dir --only-binary=:all: \
+    --dest "$WHEELHOUSE" --constraint "$CONSTRAINTS" "${requirement_args[@]}" \
+    six pip 'setuptools<81' wheel >"$LOGS/wheelhouse.log" 2>&1 ||
+    {
+      tail -n 30 "$LOGS/wheelhouse.log" >&2
+      die "pip download failed (log above)"
+    }
+  touch "$WHEELHOUSE/.complete"
+}
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_registry() {
+  local port
+  port=$(free_port)
+  mkdir -p "$WORK/registry"
+  cat >"$WORK/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/data
+http:
+  addr: 127.0.0.1:$port
+  secret: st2pack-bench
+EOF
+  docker-registry serve "$WORK/registry/config.yml" >"$LOGS/registry.log" 2>&1 &
+  REGISTRY_PID=$!
+  REG="127.0.0.1:$port"
+  local i
+  for ((i = 0; i < 100; i++)); do
+    curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  die "docker-registry did not start (log: $LOGS/registry.log)"
+}
+
+stop_registry() {
+  if [[ -n ${REGISTRY_PID:-} ]]; then
+    kill "$REGISTRY_PID" 2>/dev/null || true
+    wait "$REGISTRY_PID" 2>/dev/null || true
+    REGISTRY_PID=
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+
+# st2pack build on the empty cache directory $1, then the rest of the arguments; prints the
+# digest, and the wall seconds into LAST_WALL.
+build() {
+  local cache=$1 log=$2
+  shift 2
+  local specs=() pack start end
+  for pack in "${PACKS[@]}"; do specs+=("file://$SRC/$pack"); done
+  rm -rf "$cache"
+  sync
+  start=$(now)
+  "$ST2PACK_BIN" build "${specs[@]}" --cache-dir "$cache" --python "$PYTHON" --runtime host \
+    --wheelhouse "$WHEELHOUSE" --base "$BASE" --push "$@" >"$log.out" 2>"$log.err" ||
+    {
+      tail -n 30 "$log.err" >&2
+      die "st2pack build failed (log above: $log.err)"
+    }
+  end=$(now)
+  LAST_WALL=$(elapsed "$start" "$end")
+  rm -rf "$cache"
+}
+
+median() {
+  printf '%s\n' "$@" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
+
+measure() {
+  BASE="$REG/bench/busybox:1"
+  "$ST2PACK_BIN" base-image --cache-dir "$SCRATCH/base-cache" --tag "$BASE" --push \
+    >"$LOGS/base.log" 2>&1 || die "st2pack base-image failed (log: $LOGS/base.log)"
+  say "previous image: all five packs at their first commit"
+  build "$SCRATCH/cache" "$LOGS/prev" --tag "$REG/bench/packs:prev"
+  PREVIOUS=$(cat "$LOGS/prev.out")
+
+  sed -i 's/^version: .*/version: 1.0.1/' "$SRC/$CHANGED_PACK/pack.yaml"
+  commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK 1.0.1"
+  say "changed: $CHANGED_PACK (new commit)"
+
+  FULL=() CACHED=() LOADS=() ORDER=() DIGESTS_EQUAL=yes
+  local i first
+  for ((i = 1; i <= RUNS; i++)); do
+    LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+    if ((i % 2)); then first=full; else first=cache-from; fi
+    ORDER+=("$first first")
+    local kind
+    for kind in $([[ $first == full ]] && echo "full cache-from" || echo "cache-from full"); do
+      if [[ $kind == full ]]; then
+        build "$SCRATCH/cache" "$LOGS/full-$i" --tag "$REG/bench/packs:full-$i" --json
+        FULL+=("$LAST_WALL")
+      else
+        build "$SCRATCH/cache" "$LOGS/cf-$i" --tag "$REG/bench/packs:cf-$i" --json \
+          --cache-from "$REG/bench/packs:prev"
+        CACHED+=("$LAST_WALL")
+      fi
+      say "run $i $kind: ${LAST_WALL} s"
+    done
+    local full_digest cf_digest
+    full_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/full-$i.out")
+    cf_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/cf-$i.out")
+    [[ $full_digest == "$cf_digest" ]] || DIGESTS_EQUAL=no
+    TAKEN=$("$PYTHON" -c 'import json,sys; print(sum(p["layer_source"] == "cache-from" for p in json.load(open(sys.argv[1]))["packs"]))' "$LOGS/cf-$i.out")
+    UPLOADED=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pushed"][0]["uploaded"])' "$LOGS/cf-$i.out")
+  done
+  [[ $DIGESTS_EQUAL == yes ]] || die "the cache-from build's digest differs from the full build's"
+}
+
+render() {
+  local full cached percent met commit
+  # shellcheck disable=SC2086
+  full=$(median ${FULL[*]}) cached=$(median ${CACHED[*]})
+  percent=$(pct "$cached" "$full")
+  met=$(awk -v p="$percent" -v t="$TARGET_PCT" 'BEGIN { print (p <= t) ? "yes" : "no" }')
+  if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
+    [[ -z $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] || commit+=" + uncommitted changes"
+  fi
+  local runs_table="| run | load at start | order | full (s) | cache-from (s) |"$'\n'"|---|---:|---|---:|---:|"
+  local i
+  for ((i = 0; i < RUNS; i++)); do
+    runs_table+=$'\n'"| $((i + 1)) | ${LOADS[i]} | ${ORDER[i]} | ${FULL[i]} | ${CACHED[i]} |"
+  done
+  cat <<EOF
+$MARK_START
+## Registry as the cache: \`--cache-from\` (written by \`bash bench/cache-from.sh\`)
+
+**What is measured.** Five packs (bench_a..bench_e: the hello_st2 fixture with real PyPI
+requirements, from one local wheelhouse, each a git repository) on a busybox base. The previous
+image of all five is in a local docker-registry; then $CHANGED_PACK gets a new commit. On an
+empty cache directory each time (a CI runner that starts empty), in the same run: a full build,
+and a build with \`--cache-from\` the previous image, both pushing to the previous image's
+repository. Median of $RUNS runs, alternating which goes first. Both gave the same image digest
+($DIGESTS_EQUAL); the cache-from build took $TAKEN of 5 layers from the previous image and uploaded
+$UPLOADED blobs (the changed pack's layer and the config).
+
+| build (5 packs, 1 changed, empty cache dir) | wall (s) |
+|---|---:|
+| full build | $full |
+| \`--cache-from\` the previous image | $cached |
+| **cache-from / full** | **${percent} %** (target ≤ ${TARGET_PCT} %: $met) |
+
+$runs_table
+
+* date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: ${commit:-unknown}
+* machine: $(nproc) CPUs, $(uname -sr), load average after: $(cut -d' ' -f1-3 /proc/loadavg)
+* Python $PYTHON_VERSION, $UV_VERSION; previous image $PREVIOUS
+$MARK_END
+EOF
+}
+
+write_results() {
+  local section=$1 tmp
+  tmp=$(mktemp "$RESULTS_FILE.XXXXXX")
+  if [[ -f $RESULTS_FILE ]] && grep -qF "$MARK_START" "$RESULTS_FILE"; then
+    awk -v start="$MARK_START" -v end="$MARK_END" -v file="$section" '
+      $0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
+      $0 == end { skip = 0; next }
+      !skip { print }
+    ' "$RESULTS_FILE" >"$tmp"
+  else
+    { cat "$RESULTS_FILE" && echo && cat "$section"; } >"$tmp"
+  fi
+  mv "$tmp" "$RESULTS_FILE"
+  say "results written to $RESULTS_FILE"
+}
+
+main() {
+  check_tools
+  setup_workdir
+  isolate_environment
+  resolve_tools
+  make_packs
+  build_wheelhouse
+  start_registry
+  measure
+  local section="$WORK/section.md"
+  render >"$section"
+  cat "$section"
+  if [[ ${BENCH_WRITE:-1} != 0 ]]; then write_results "$section"; fi
+}
+
+main "$@"

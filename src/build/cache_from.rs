@@ -1,0 +1,396 @@
+//! `--cache-from`: a registry image (or an OCI layout) as the build's cache.
+//!
+//! CI runners start empty, but the registry keeps every image built before. Before installing
+//! anything, the build reads each `--cache-from` image's manifest and config — never its
+//! layers — and, for every requested pack whose layer there is exactly what this build would
+//! make, takes that layer as it is: the pack is not fetched (its ref is only resolved to a
+//! commit, with `git ls-remote`, or its directory hashed) nor installed, and its layer is not
+//! downloaded nor uploaded (a push to the same repository finds it there; to another repository
+//! of the same registry it is mounted). Only the other packs are installed and layered.
+//!
+//! "Exactly what this build would make" is decided by the image's [`LAYERS_LABEL`], which
+//! records each pack's whole pin, its layer's diff id, its dependencies and a
+//! [`BuildSettings::build_key`]. A layer is taken when:
+//!
+//! * the spec resolves now to the recorded source, ref, and commit (or directory content);
+//! * the recorded build key equals this build's for that pack: the virtualenv's settings
+//!   (interpreter, runtime, installer and its options, wheelhouse listing, index variables:
+//!   every input of the virtualenv key but the pack's requirements files, which the commit
+//!   fixes), `--keep-git`, `--allow-pack-index-options`, the layer format (compression, owner,
+//!   `SOURCE_DATE_EPOCH`, format version) and where packs go in the image;
+//! * the recorded virtualenv pin is the one this build would write (Python version,
+//!   interpreter, installer, runtime), taking its key and requirements digest from the record.
+//!
+//! The pack's recorded dependencies are then requested as if the pack had been installed, so
+//! none is dropped. The image is the one a build without `--cache-from` makes from the same
+//! pins: the layer, its history entry and both labels are written the same way either way.
+//!
+//! [`LAYERS_LABEL`]: super::layers_label::LAYERS_LABEL
+
+use std::collections::{BTreeMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::layers_label::{self, LayerRecord};
+use super::pack_layer::{PACKS_IN_IMAGE, VIRTUALENVS_IN_IMAGE};
+use crate::cache::Bucket;
+use crate::image::assemble::Image;
+use crate::image::blobs::BlobStore;
+use crate::image::layer::{FORMAT_VERSION, LayerOptions};
+use crate::image::layout;
+use crate::image::manifest::{self, Manifest};
+use crate::image::model::Layer;
+use crate::install::fetch::{FetchContext, resolve_origin};
+use crate::install::venv::{self, PythonInfo};
+use crate::install::{self, InstallOptions};
+use crate::pack::name::is_system_pack;
+use crate::pack::pin::{PackPin, VirtualenvPin};
+use crate::pack::spec::{PackSource, PackSpec};
+use crate::registry::{Reference, RegistryClient, fetch_manifest_and_config};
+use crate::source::git::GitOptions;
+
+/// Version of what [`BuildSettings::build_key`] covers: bump when it covers more.
+const BUILD_KEY_FORMAT: &str = "st2pack-build-key-1";
+
+/// An image given with `--cache-from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheRef {
+    Registry(Reference),
+    /// `oci:DIR` or `oci:DIR:TAG`, as typed.
+    Layout(String),
+}
+
+impl CacheRef {
+    /// `oci:DIR[:TAG]` or a registry reference; anything else is the user's typo.
+    pub fn parse(given: &str) -> Result<CacheRef, String> {
+        if given.starts_with("oci:") {
+            return Ok(CacheRef::Layout(given.to_string()));
+        }
+        Reference::parse(given)
+            .map(CacheRef::Registry)
+            .map_err(|e| format!("--cache-from {given:?}: {e}"))
+    }
+
+    /// The registry reference, for a registry image.
+    pub fn reference(&self) -> Option<&Reference> {
+        match self {
+            CacheRef::Registry(reference) => Some(reference),
+            CacheRef::Layout(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CacheRef {
+    /// References carry no credentials (they come from the login), so this is safe to show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheRef::Registry(reference) => write!(f, "{reference}"),
+            CacheRef::Layout(layout) => f.write_str(layout),
+        }
+    }
+}
+
+/// A pack whose layer is taken from a `--cache-from` image.
+#[derive(Debug, Clone)]
+pub struct CachedPack {
+    /// Its entry in the image's layers label, written as it is into this build's.
+    pub record: LayerRecord,
+    /// The layer as the image's manifest and config describe it.
+    pub layer: Layer,
+    pub from: CacheRef,
+}
+
+/// What a build's settings make of any pack's layer, besides the pack's own files.
+pub struct BuildSettings {
+    /// The install options as the build uses them (its root, the image's paths).
+    options: InstallOptions,
+    python: PythonInfo,
+    layer_options: LayerOptions,
+}
+
+impl BuildSettings {
+    /// The settings of a build installing with `options` (already pointed at the build root)
+    /// and layering with `layer_options`; probes the interpreter as the install will.
+    pub async fn new(
+        options: &InstallOptions,
+        layer_options: LayerOptions,
+    ) -> Result<BuildSettings, install::InstallError> {
+        Ok(BuildSettings {
+            python: install::python_info(options).await?,
+            options: options.clone(),
+            layer_options,
+        })
+    }
+
+    /// `sha256:` over everything of this build that shapes the layer of pack `name` besides
+    /// the pack's files: the virtualenv's settings key ([`venv::venv_settings_key`]), the
+    /// options that change the installed pack directory, the layer format and the paths in the
+    /// image. `None` when the virtualenv's settings cannot be worked out (the install then fails
+    /// with the reason).
+    pub fn build_key(&self, name: &str) -> Option<String> {
+        let spec = install::venv_spec(&self.options, &self.python, name, None);
+        let venv_settings = venv::venv_settings_key(&spec).ok()?;
+        let mut hasher = Sha256::new();
+        let mut field = |name: &str, value: &[u8]| {
+            for part in [name.as_bytes(), value] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        };
+        let layer = &self.layer_options;
+        field("format", BUILD_KEY_FORMAT.as_bytes());
+        field("virtualenv", venv_settings.as_bytes());
+        field("keep_git", &[u8::from(self.options.keep_git)]);
+        field(
+            "allow_pack_index_options",
+            &[u8::from(self.options.allow_pack_index_options)],
+        );
+        field("layer_format", &FORMAT_VERSION.to_le_bytes());
+        field("compression", layer.compression.to_string().as_bytes());
+        field("mtime", &layer.mtime.to_le_bytes());
+        field("uid", &layer.uid.to_le_bytes());
+        field("gid", &layer.gid.to_le_bytes());
+        field("packs_in_image", PACKS_IN_IMAGE.as_bytes());
+        field("virtualenvs_in_image", VIRTUALENVS_IN_IMAGE.as_bytes());
+        Some(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
+    /// The virtualenv pin this build would write for pack `name`, but for the two facts only
+    /// its requirements files give (the key and the requirements digest), taken from `recorded`.
+    fn expected_virtualenv(&self, name: &str, recorded: &VirtualenvPin) -> Option<VirtualenvPin> {
+        let spec = install::venv_spec(&self.options, &self.python, name, None);
+        let pin = venv::venv_pin(&spec).ok()?;
+        Some(VirtualenvPin {
+            key: recorded.key.clone(),
+            requirements_digest: recorded.requirements_digest.clone(),
+            ..pin
+        })
+    }
+}
+
+/// What `--cache-from` leaves to do.
+pub struct Plan {
+    /// Packs taken from the images, by pack name order of finding.
+    pub cached: Vec<CachedPack>,
+    /// The specs still to install: those no image had, and the dependencies of the cached
+    /// packs that no image had either.
+    pub to_install: Vec<PackSpec>,
+}
+
+/// A layer of a `--cache-from` image that a build may take.
+struct Candidate {
+    record: LayerRecord,
+    layer: Layer,
+    from: usize,
+}
+
+/// Reads every image of `sources` (a warning through `warn` for each that cannot be used) and
+/// decides which of `specs`, and of their dependencies, take their layer from one.
+/// Layers of layouts are copied into `store` (a local copy; registry layers stay where they are).
+pub async fn plan(
+    sources: &[CacheRef],
+    specs: &[PackSpec],
+    settings: &BuildSettings,
+    registry: &RegistryClient,
+    store: &BlobStore,
+    warn: &mut impl FnMut(String),
+) -> Plan {
+    let mut candidates = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        match read_source(source, registry, store).await {
+            Ok(layers) => candidates.extend(layers.into_iter().map(|(record, layer)| Candidate {
+                record,
+                layer,
+                from: index,
+            })),
+            Err(why) => warn(format!("--cache-from {source}: {why}; building without it")),
+        }
+    }
+
+    let options = &settings.options;
+    let context = FetchContext::new(
+        options.index.clone(),
+        GitOptions {
+            cache_dir: options.cache.bucket(Bucket::Git),
+            verify_ssl: options.verify_ssl,
+        },
+        options.keep_git,
+        options.force,
+        options.st2_version.clone(),
+    );
+    let mut plan = Plan {
+        cached: Vec::new(),
+        to_install: Vec::new(),
+    };
+    let mut seen = HashSet::new();
+    let mut queue: std::collections::VecDeque<PackSpec> = specs.iter().cloned().collect();
+    while let Some(spec) = queue.pop_front() {
+        if !seen.insert(spec.raw.clone()) {
+            continue;
+        }
+        let found = if candidates.is_empty() || options.force {
+            None
+        } else {
+            find(&context, &spec, &candidates, settings, &plan.cached).await
+        };
+        let Some((candidate, dependencies)) = found else {
+            plan.to_install.push(spec);
+            continue;
+        };
+        if !options.skip_dependencies {
+            queue.extend(dependencies);
+        }
+        plan.cached.push(CachedPack {
+            record: candidate.record.clone(),
+            layer: candidate.layer.clone(),
+            from: sources[candidate.from].clone(),
+        });
+    }
+    plan
+}
+
+/// The candidate layer `spec` would build, with the pack's dependency specs to request in its
+/// place; `None` when there is none (or it cannot be known without fetching).
+async fn find<'a>(
+    context: &FetchContext,
+    spec: &PackSpec,
+    candidates: &'a [Candidate],
+    settings: &BuildSettings,
+    cached: &[CachedPack],
+) -> Option<(&'a Candidate, Vec<PackSpec>)> {
+    // A failure to resolve is left to the install, which reports it as it does without cache.
+    let origin = resolve_origin(context, spec).await.ok()??;
+    candidates.iter().find_map(|candidate| {
+        let pin = &candidate.record.pin;
+        let same_origin = pin.source == origin.source
+            && pin.r#ref == origin.reference
+            && pin.commit == origin.commit
+            && pin.content_digest == origin.content_digest;
+        if !same_origin || cached.iter().any(|c| c.record.name == pin.name) {
+            return None;
+        }
+        let build_key = settings.build_key(&pin.name)?;
+        if candidate.record.build_key.as_deref() != Some(build_key.as_str()) {
+            return None;
+        }
+        let recorded = pin.virtualenv.as_ref()?;
+        let expected = PackPin {
+            virtualenv: Some(settings.expected_virtualenv(&pin.name, recorded)?),
+            ..pin.clone()
+        };
+        if &expected != pin {
+            return None;
+        }
+        Some((candidate, dependencies(&candidate.record)?))
+    })
+}
+
+/// The dependency specs of a recorded pack, as the install would request them (the packs
+/// StackStorm ships count as present); `None` when one cannot be requested again as recorded
+/// (its credentials were removed): the pack is then installed, which reads its pack.yaml.
+fn dependencies(record: &LayerRecord) -> Option<Vec<PackSpec>> {
+    let mut specs = Vec::new();
+    for dependency in &record.dependencies {
+        if dependency.contains("***") {
+            return None;
+        }
+        let spec = PackSpec::parse(dependency).ok()?;
+        if !matches!(&spec.source, PackSource::Exchange { name } if is_system_pack(name)) {
+            specs.push(spec);
+        }
+    }
+    Some(specs)
+}
+
+/// The layers `source` offers: each recorded pack with its layer. A registry image is read by
+/// its manifest and config only; a layout's layers are copied into `store`.
+async fn read_source(
+    source: &CacheRef,
+    registry: &RegistryClient,
+    store: &BlobStore,
+) -> Result<Vec<(LayerRecord, Layer)>, String> {
+    let image = match source {
+        CacheRef::Registry(reference) => {
+            let (manifest_bytes, _, config) = fetch_manifest_and_config(registry, reference)
+                .await
+                .map_err(|e| e.to_string())?;
+            let layers = match manifest::parse(&manifest_bytes) {
+                Ok(Manifest::Image { manifest, .. }) => manifest::blobs(&manifest).1,
+                Ok(Manifest::Index { .. }) => return Err("it is an index".to_string()),
+                Err(e) => return Err(format!("its manifest {e}")),
+            };
+            Image::from_config_and_descriptors(&config, layers).map_err(|e| e.to_string())?
+        }
+        CacheRef::Layout(given) => {
+            let (image, layout_store) = layout::read_reference(given).map_err(|e| e.to_string())?;
+            let records = records_with_layers(&image)?;
+            for (_, layer) in &records {
+                store
+                    .import(&layout_store, &layer.descriptor.digest)
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok(records);
+        }
+    };
+    records_with_layers(&image)
+}
+
+/// The image's recorded packs, each with the layer of its diff id.
+fn records_with_layers(image: &Image) -> Result<Vec<(LayerRecord, Layer)>, String> {
+    let records = layers_label::layers(image)
+        .map_err(|e| format!("it is not a pack image st2pack can reuse: {e}"))?;
+    let by_diff_id: BTreeMap<&str, &Layer> = image
+        .layers
+        .iter()
+        .map(|l| (l.diff_id.as_str(), l))
+        .collect();
+    Ok(records
+        .into_iter()
+        .filter_map(|record| {
+            let layer = (*by_diff_id.get(record.diff_id.as_str())?).clone();
+            Some((record, layer))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_registry_and_layout_references() {
+        assert_eq!(
+            CacheRef::parse("oci:out/img:1").unwrap(),
+            CacheRef::Layout("oci:out/img:1".into())
+        );
+        let registry = CacheRef::parse("127.0.0.1:5000/st2/packs:latest").unwrap();
+        assert_eq!(registry.to_string(), "127.0.0.1:5000/st2/packs:latest");
+        let err = CacheRef::parse("Not A Reference").unwrap_err();
+        assert!(err.starts_with("--cache-from \"Not A Reference\""), "{err}");
+    }
+
+    #[test]
+    fn dependencies_skip_system_packs_and_refuse_redacted_urls() {
+        let record = |deps: &[&str]| LayerRecord {
+            name: "p".into(),
+            diff_id: "sha256:x".into(),
+            build_key: None,
+            dependencies: deps.iter().map(|d| d.to_string()).collect(),
+            pin: PackPin {
+                name: "p".into(),
+                version: "1".into(),
+                source: "s".into(),
+                r#ref: None,
+                commit: None,
+                content_digest: None,
+                virtualenv: None,
+            },
+        };
+        let specs = dependencies(&record(&["core", "aws=1.0.0"])).unwrap();
+        assert_eq!(
+            specs.iter().map(|s| s.raw.as_str()).collect::<Vec<_>>(),
+            ["aws=1.0.0"]
+        );
+        assert!(dependencies(&record(&["https://***@git.example.com/x.git"])).is_none());
+    }
+}
