@@ -22,6 +22,11 @@ fn st2pack(sandbox: &Sandbox, args: &[&str]) -> Run {
 /// `st2pack build` for this machine's interpreter with the offline wheelhouse, on the cache
 /// directory `cache`.
 fn build(sandbox: &Sandbox, cache: &Path, args: &[&str]) -> Run {
+    build_with(sandbox, cache, args, &[])
+}
+
+/// [`build`] with environment variables.
+fn build_with(sandbox: &Sandbox, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let wheelhouse = sandbox.wheelhouse();
     let mut all = vec![
         "build",
@@ -35,7 +40,9 @@ fn build(sandbox: &Sandbox, cache: &Path, args: &[&str]) -> Run {
         "host",
     ];
     all.extend_from_slice(args);
-    st2pack(sandbox, &all)
+    let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), env);
+    command.args(&all);
+    Run::from(command.output().unwrap())
 }
 
 /// A fresh, empty cache directory of the sandbox.
@@ -444,4 +451,74 @@ fn an_image_that_is_missing_or_not_a_pack_image_is_a_warning_and_everything_is_b
     )
     .assert_code(2)
     .assert_stderr_has("--cache-from \"Not A Ref\"");
+}
+
+/// A layer is taken only from an image built with the same settings: another compression or
+/// another SOURCE_DATE_EPOCH builds the pack again. Images in OCI layouts work as REFs too.
+#[test]
+fn a_layer_is_taken_only_when_the_build_settings_match() {
+    let sandbox = Sandbox::new();
+    let repo = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
+    let spec = format!("file://{}", repo.display());
+    let layout = |name: &str| format!("oci:{}:1", sandbox.path().join(name).display());
+    let image = |name: &str, more: &[&str]| -> Vec<String> {
+        with(
+            vec![
+                spec.clone(),
+                "--base".into(),
+                "scratch".into(),
+                "--tag".into(),
+                "st2packs:1".into(),
+                "--json".into(),
+                "--output".into(),
+                layout(name),
+            ],
+            more,
+        )
+    };
+    let first = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-1"),
+        &strs(&image("first", &[])),
+    );
+    first.assert_ok();
+    let previous = layout("first");
+
+    let taken = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-2"),
+        &strs(&image("taken", &["--cache-from", &previous])),
+    );
+    taken.assert_ok();
+    assert_eq!(
+        sources(&taken.json()),
+        [(
+            "with_reqs".to_string(),
+            "cache-from".to_string(),
+            Some(previous.clone())
+        )]
+    );
+    assert_eq!(taken.json()["digest"], first.json()["digest"]);
+
+    let zstd = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-3"),
+        &strs(&image(
+            "zstd",
+            &["--cache-from", &previous, "--compression", "zstd"],
+        )),
+    );
+    let epoch = build_with(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-4"),
+        &strs(&image("epoch", &["--cache-from", &previous])),
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    for run in [zstd, epoch] {
+        run.assert_ok();
+        assert_eq!(
+            sources(&run.json()),
+            [("with_reqs".to_string(), "built".to_string(), None)]
+        );
+    }
 }

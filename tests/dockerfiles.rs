@@ -1080,6 +1080,7 @@ fn github_expressions(file: &str, text: &str) -> String {
         ("github.actor", "octocat"),
         ("github.ref_name", "main"),
         ("github.run_id", "1"),
+        ("github.event.before", "0a1b2c"),
         ("secrets.GITHUB_TOKEN", "token"),
     ]);
     let mut out = String::new();
@@ -1117,6 +1118,7 @@ fn ci_commands(file: &str) -> Vec<(ToolCommand, Parsed)> {
         ("CI_REGISTRY_USER", "gitlab-ci-token"),
         ("CI_REGISTRY_PASSWORD", "secret"),
         ("CI_COMMIT_SHA", "abc123"),
+        ("CI_COMMIT_BEFORE_SHA", "0a1b2c"),
         ("CI_PROJECT_DIR", "/builds/group/mypack"),
         // GitHub's.
         ("GITHUB_SHA", "abc123"),
@@ -1173,6 +1175,12 @@ fn check_validate_then_build(file: &str, expected_tag: &str) {
     );
     assert_eq!(build.targets.tags, [expected_tag], "{file}: the image tag");
     assert!(build.targets.push, "{file}: --push");
+    let previous = expected_tag.replace(":abc123", ":0a1b2c");
+    assert_eq!(
+        build.cache_from,
+        [previous],
+        "{file}: --cache-from the previous commit's image"
+    );
     assert!(
         build.registry.username.is_some() && build.registry.password_stdin,
         "{file}: --username and --password-stdin, never a password on the command line"

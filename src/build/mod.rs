@@ -4,11 +4,13 @@
 //! [`run`] is the whole of `st2pack build` without its command line; each step is a function of
 //! its own for a test or another front end:
 //!
+//! * [`cache_from`] takes, before anything is installed, the layers an earlier image
+//!   (`--cache-from`) has of packs this build would make the same, leaving the rest to install;
 //! * [`packs::collect`] installs the packs into the build root, or reads an installed tree
 //!   ([`tree`]), giving each pack's directories and pin;
 //! * [`BaseImage::load`] brings the base (registry, OCI layout or scratch) into the blob store;
 //! * [`build_image`] appends a layer per pack ([`pack_layer`]: where a pack's files go) and the
-//!   pack [`label`];
+//!   pack [`label`] and [`layers_label`];
 //! * [`Target::write`] writes the built image to a registry, an OCI layout or a docker-archive.
 //!
 //! `image/` (generic OCI images) and `registry/` (the distribution API) do the work; what makes
