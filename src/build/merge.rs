@@ -22,6 +22,7 @@ use thiserror::Error;
 
 use super::inspect::{ImageName, InspectError, ReadImage};
 use super::label::{self, LabelError, PACKS_LABEL};
+use super::layers_label::{self, LayerRecord};
 use super::pack_image::{BuiltImage, LayerOrigin, PackLayer};
 use super::pack_layer;
 use super::target::{Target, TargetError, Written};
@@ -441,12 +442,16 @@ struct Merged {
     /// Index of the image it comes from.
     source: usize,
     replaced: Vec<(String, String)>,
+    /// Its entry in that image's layers label, carried into the merged image's so that a later
+    /// `--cache-from` the merged image can take the layer; absent when the image has none.
+    record: Option<LayerRecord>,
 }
 
 /// Every pack of every image, the last copy of each winning, in pack-name order.
 fn merge_packs(sources: &[Source]) -> Vec<Merged> {
     let mut merged: BTreeMap<String, Merged> = BTreeMap::new();
     for (index, source) in sources.iter().enumerate() {
+        let records = layers_label::layers(&source.image).unwrap_or_default();
         for (pin, layer) in &source.packs {
             let replaced = match merged.remove(&pin.name) {
                 Some(earlier) => {
@@ -463,6 +468,10 @@ fn merge_packs(sources: &[Source]) -> Vec<Merged> {
                     layer: layer.clone(),
                     source: index,
                     replaced,
+                    record: records
+                        .iter()
+                        .find(|r| r.name == pin.name && r.diff_id == layer.diff_id)
+                        .cloned(),
                 },
             );
         }
@@ -604,6 +613,8 @@ fn assemble(
     image.set_created(request.created)?;
     let pins: Vec<PackPin> = merged.iter().map(|m| m.pin.clone()).collect();
     label::set_packs(&mut image, &pins);
+    let records: Vec<LayerRecord> = merged.iter().filter_map(|m| m.record.clone()).collect();
+    layers_label::set_layers(&mut image, &records);
 
     let mut annotations =
         BTreeMap::from([(ANNOTATION_CREATED.to_string(), rfc3339(request.created)?)]);
@@ -939,6 +950,8 @@ mod tests {
             entry["created"] = "2023-11-14T22:13:20Z".into();
         }
         expected.set_created(1_700_000_000).unwrap();
+        // The images carry no layers label (built before there was one): nothing to carry over.
+        layers_label::set_layers(&mut expected, &[]);
         assert_eq!(built.image, expected);
         assert_eq!(
             built.annotations[ANNOTATION_SOURCE],
