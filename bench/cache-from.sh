@@ -100,6 +100,7 @@ setup_workdir() {
   WHEELHOUSE="$WORK/wheelhouse"
   LOGS="$WORK/logs"
   SCRATCH="$WORK/scratch"
+  ACCESS_LOG="$LOGS/registry-access.log"
   rm -rf "$SRC" "$LOGS" "$SCRATCH" "$WORK/registry"
   mkdir -p "$SRC" "$LOGS" "$SCRATCH"
   trap on_exit EXIT
@@ -189,6 +190,8 @@ start_registry() {
 version: 0.1
 log:
   level: warn
+  accesslog:
+    disabled: false
 storage:
   filesystem:
     rootdirectory: $WORK/registry/data
@@ -196,7 +199,7 @@ http:
   addr: 127.0.0.1:$port
   secret: st2pack-bench
 EOF
-  docker-registry serve "$WORK/registry/config.yml" >"$LOGS/registry.log" 2>&1 &
+  docker-registry serve "$WORK/registry/config.yml" >"$ACCESS_LOG" 2>"$LOGS/registry.log" &
   REGISTRY_PID=$!
   REG="127.0.0.1:$port"
   local i
@@ -240,6 +243,25 @@ build() {
   rm -rf "$cache"
 }
 
+# The registry requests logged after line $1, counted by kind, in markdown table rows.
+request_counts() {
+  tail -n +"$(($1 + 1))" "$ACCESS_LOG" | awk -v base="$BASE_REPO" -v prev="$PREV_REPO" '
+    {
+      split($0, quoted, "\""); split(quoted[2], request, " ")
+      method = request[1]; path = request[2]; status = quoted[3]; sub(/^ */, "", status); sub(/ .*/, "", status)
+      if (path !~ /^\/v2\/./) next
+      kind = "other"
+      if (path ~ /\/manifests\//) kind = "manifest"
+      else if (path ~ /\/blobs\/uploads\// && path ~ /mount=/) kind = "blob mount"
+      else if (path ~ /\/blobs\/uploads\//) kind = "blob upload"
+      else if (path ~ /\/blobs\//) kind = "blob"
+      repo = path; sub(/^\/v2\//, "", repo); sub(/\/(manifests|blobs)\/.*/, "", repo)
+      key = method " " kind " (" repo ") -> " status
+      count[key]++
+    }
+    END { for (k in count) printf "| %s | %d |\n", k, count[k] }' | sort
+}
+
 median() {
   printf '%s\n' "$@" | sort -g |
     awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -248,6 +270,7 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
 
 measure() {
   BASE="$REG/bench/busybox:1"
+  BASE_REPO=bench/busybox PREV_REPO=bench/packs
   "$ST2PACK_BIN" base-image --cache-dir "$SCRATCH/base-cache" --tag "$BASE" --push \
     >"$LOGS/base.log" 2>&1 || die "st2pack base-image failed (log: $LOGS/base.log)"
   say "previous image: all five packs at their first commit"
@@ -270,9 +293,12 @@ measure() {
         build "$SCRATCH/cache" "$LOGS/full-$i" --tag "$REG/bench/packs:full-$i" --json
         FULL+=("$LAST_WALL")
       else
+        local logged
+        logged=$(wc -l <"$ACCESS_LOG")
         build "$SCRATCH/cache" "$LOGS/cf-$i" --tag "$REG/bench/packs:cf-$i" --json \
           --cache-from "$REG/bench/packs:prev"
         CACHED+=("$LAST_WALL")
+        CF_REQUESTS=$(request_counts "$logged")
       fi
       say "run $i $kind: ${LAST_WALL} s"
     done
@@ -320,6 +346,13 @@ $UPLOADED blobs (the changed pack's layer and the config).
 | **cache-from / full** | **${percent} %** (target ≤ ${TARGET_PCT} %: $met) |
 
 $runs_table
+
+Registry requests of the last cache-from build (from the registry's access log; a blob \`GET\`
+of \`bench/busybox\` is the base, pulled on an empty cache directory as by every build):
+
+| request (repository) -> status | count |
+|---|---:|
+$CF_REQUESTS
 
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: ${commit:-unknown}
 * machine: $(nproc) CPUs, $(uname -sr), load average after: $(cut -d' ' -f1-3 /proc/loadavg)
