@@ -7,12 +7,15 @@
 # Five packs (bench_a..bench_e, copies of fixtures/packs/hello_st2 with real PyPI requirements,
 # each a git repository) are built into an image on a busybox base (`st2pack base-image`) and
 # pushed to a local docker-registry as REG/bench/packs:prev. Then one pack gets a new commit, and
-# each run times, on a fresh empty --cache-dir each (a CI runner that starts empty):
+# each run copies the previous image into two new repositories (blobs mounted, manifest put:
+# registry API calls, not timed) and times, on a fresh empty --cache-dir each (a CI runner that
+# starts empty):
 #
-#   full        st2pack build PACKS... --tag REG/bench/packs:full-N --push
-#   cache-from  st2pack build PACKS... --tag REG/bench/packs:cf-N --push --cache-from REG/bench/packs:prev
+#   full        st2pack build PACKS... --tag REG/bench/full-N:cur --push
+#   cache-from  st2pack build PACKS... --tag REG/bench/cf-N:cur --push --cache-from REG/bench/cf-N:prev
 #
-# Both push to the repository the previous image is in, as a pipeline does. The full build
+# Each pushes to the repository its previous image is in, as a pipeline does, so both upload the
+# same blobs (the changed layer and the config) whichever runs first. The full build
 # installs and layers all five packs; the cache-from build reads the previous image's manifest and
 # config, installs and layers the changed pack only. Both must give the same image digest (checked).
 # Every virtualenv comes from one local wheelhouse (downloaded once from PyPI, pinned by
@@ -70,7 +73,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 check_tools() {
   local missing=() tool
-  for tool in docker-registry git uv python3 awk curl; do
+  for tool in docker-registry git uv python3 awk curl /usr/bin/time; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (Debian: apt-get install -y" \
@@ -222,8 +225,9 @@ stop_registry() {
 # Measurements
 # ---------------------------------------------------------------------------------------------
 
-# st2pack build on the empty cache directory $1, then the rest of the arguments; prints the
-# digest, and the wall seconds into LAST_WALL.
+# st2pack build on the empty cache directory $1, its output to $2.{out,err}, then the rest of
+# the arguments; the wall seconds into LAST_WALL, the CPU seconds (user + sys, every process it
+# ran) into LAST_CPU.
 build() {
   local cache=$1 log=$2
   shift 2
@@ -232,7 +236,9 @@ build() {
   rm -rf "$cache"
   sync
   start=$(now)
-  "$ST2PACK_BIN" build "${specs[@]}" --cache-dir "$cache" --python "$PYTHON" --runtime host \
+  # uv's own cache too starts empty, inside the build's cache directory.
+  UV_CACHE_DIR="$cache/uv" /usr/bin/time -f '%U %S' -o "$log.time" \
+    "$ST2PACK_BIN" build "${specs[@]}" --cache-dir "$cache" --python "$PYTHON" --runtime host \
     --wheelhouse "$WHEELHOUSE" --base "$BASE" --push "$@" >"$log.out" 2>"$log.err" ||
     {
       tail -n 30 "$log.err" >&2
@@ -240,12 +246,30 @@ build() {
     }
   end=$(now)
   LAST_WALL=$(elapsed "$start" "$end")
+  LAST_CPU=$(awk '{ printf "%.2f", $1 + $2 }' "$log.time")
   rm -rf "$cache"
+}
+
+# Copies the image $1 (REPO:TAG) to repository $2 under tag prev, through the registry API:
+# every blob mounted, the manifest put.
+copy_image() {
+  local from_repo=${1%%:*} tag=${1##*:} to=$2 manifest digest
+  local type=application/vnd.oci.image.manifest.v1+json
+  manifest=$(curl -fsS -H "Accept: $type" "http://$REG/v2/$from_repo/manifests/$tag")
+  for digest in $(printf '%s' "$manifest" | "$PYTHON" -c 'import json, sys
+m = json.load(sys.stdin)
+print(m["config"]["digest"])
+for layer in m["layers"]:
+    print(layer["digest"])'); do
+    curl -fsS -o /dev/null -X POST "http://$REG/v2/$to/blobs/uploads/?mount=$digest&from=$from_repo"
+  done
+  curl -fsS -o /dev/null -X PUT -H "Content-Type: $type" --data-binary "$manifest" \
+    "http://$REG/v2/$to/manifests/prev"
 }
 
 # The registry requests logged after line $1, counted by kind, in markdown table rows.
 request_counts() {
-  tail -n +"$(($1 + 1))" "$ACCESS_LOG" | awk -v base="$BASE_REPO" -v prev="$PREV_REPO" '
+  tail -n +"$(($1 + 1))" "$ACCESS_LOG" | awk '
     {
       split($0, quoted, "\""); split(quoted[2], request, " ")
       method = request[1]; path = request[2]; status = quoted[3]; sub(/^ */, "", status); sub(/ .*/, "", status)
@@ -270,7 +294,7 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
 
 measure() {
   BASE="$REG/bench/busybox:1"
-  BASE_REPO=bench/busybox PREV_REPO=bench/packs
+
   "$ST2PACK_BIN" base-image --cache-dir "$SCRATCH/base-cache" --tag "$BASE" --push \
     >"$LOGS/base.log" 2>&1 || die "st2pack base-image failed (log: $LOGS/base.log)"
   say "previous image: all five packs at their first commit"
@@ -281,26 +305,28 @@ measure() {
   commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK 1.0.1"
   say "changed: $CHANGED_PACK (new commit)"
 
-  FULL=() CACHED=() LOADS=() ORDER=() DIGESTS_EQUAL=yes
+  FULL=() CACHED=() FULL_CPU=() CACHED_CPU=() LOADS=() ORDER=() DIGESTS_EQUAL=yes
   local i first
   for ((i = 1; i <= RUNS; i++)); do
     LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
     if ((i % 2)); then first=full; else first=cache-from; fi
     ORDER+=("$first first")
+    copy_image bench/packs:prev "bench/full-$i"
+    copy_image bench/packs:prev "bench/cf-$i"
     local kind
     for kind in $([[ $first == full ]] && echo "full cache-from" || echo "cache-from full"); do
       if [[ $kind == full ]]; then
-        build "$SCRATCH/cache" "$LOGS/full-$i" --tag "$REG/bench/packs:full-$i" --json
-        FULL+=("$LAST_WALL")
+        build "$SCRATCH/cache" "$LOGS/full-$i" --tag "$REG/bench/full-$i:cur" --json
+        FULL+=("$LAST_WALL") FULL_CPU+=("$LAST_CPU")
       else
         local logged
         logged=$(wc -l <"$ACCESS_LOG")
-        build "$SCRATCH/cache" "$LOGS/cf-$i" --tag "$REG/bench/packs:cf-$i" --json \
-          --cache-from "$REG/bench/packs:prev"
-        CACHED+=("$LAST_WALL")
+        build "$SCRATCH/cache" "$LOGS/cf-$i" --tag "$REG/bench/cf-$i:cur" --json \
+          --cache-from "$REG/bench/cf-$i:prev"
+        CACHED+=("$LAST_WALL") CACHED_CPU+=("$LAST_CPU")
         CF_REQUESTS=$(request_counts "$logged")
       fi
-      say "run $i $kind: ${LAST_WALL} s"
+      say "run $i $kind: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
     done
     local full_digest cf_digest
     full_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/full-$i.out")
@@ -308,23 +334,26 @@ measure() {
     [[ $full_digest == "$cf_digest" ]] || DIGESTS_EQUAL=no
     TAKEN=$("$PYTHON" -c 'import json,sys; print(sum(p["layer_source"] == "cache-from" for p in json.load(open(sys.argv[1]))["packs"]))' "$LOGS/cf-$i.out")
     UPLOADED=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pushed"][0]["uploaded"])' "$LOGS/cf-$i.out")
+    FULL_UPLOADED=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pushed"][0]["uploaded"])' "$LOGS/full-$i.out")
   done
   [[ $DIGESTS_EQUAL == yes ]] || die "the cache-from build's digest differs from the full build's"
 }
 
 render() {
-  local full cached percent met commit
+  local full cached percent met commit full_cpu cached_cpu
   # shellcheck disable=SC2086
   full=$(median ${FULL[*]}) cached=$(median ${CACHED[*]})
+  # shellcheck disable=SC2086
+  full_cpu=$(median ${FULL_CPU[*]}) cached_cpu=$(median ${CACHED_CPU[*]})
   percent=$(pct "$cached" "$full")
   met=$(awk -v p="$percent" -v t="$TARGET_PCT" 'BEGIN { print (p <= t) ? "yes" : "no" }')
   if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
     [[ -z $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] || commit+=" + uncommitted changes"
   fi
-  local runs_table="| run | load at start | order | full (s) | cache-from (s) |"$'\n'"|---|---:|---|---:|---:|"
+  local runs_table="| run | load at start | order | full wall / CPU (s) | cache-from wall / CPU (s) |"$'\n'"|---|---:|---|---:|---:|"
   local i
   for ((i = 0; i < RUNS; i++)); do
-    runs_table+=$'\n'"| $((i + 1)) | ${LOADS[i]} | ${ORDER[i]} | ${FULL[i]} | ${CACHED[i]} |"
+    runs_table+=$'\n'"| $((i + 1)) | ${LOADS[i]} | ${ORDER[i]} | ${FULL[i]} / ${FULL_CPU[i]} | ${CACHED[i]} / ${CACHED_CPU[i]} |"
   done
   cat <<EOF
 $MARK_START
@@ -334,16 +363,18 @@ $MARK_START
 requirements, from one local wheelhouse, each a git repository) on a busybox base. The previous
 image of all five is in a local docker-registry; then $CHANGED_PACK gets a new commit. On an
 empty cache directory each time (a CI runner that starts empty), in the same run: a full build,
-and a build with \`--cache-from\` the previous image, both pushing to the previous image's
-repository. Median of $RUNS runs, alternating which goes first. Both gave the same image digest
-($DIGESTS_EQUAL); the cache-from build took $TAKEN of 5 layers from the previous image and uploaded
-$UPLOADED blobs (the changed pack's layer and the config).
+and a build with \`--cache-from\` the previous image, each pushing to a copy of the previous
+image's repository. Median of $RUNS runs, alternating which goes first. Both gave the same image
+digest ($DIGESTS_EQUAL); the cache-from build took $TAKEN of 5 layers from the previous image and
+uploaded $UPLOADED blobs (the changed pack's layer and the config; the full build: $FULL_UPLOADED).
+CPU is user + sys of st2pack and every program it ran (uv, Python), less sensitive than wall
+time to the other load on the machine.
 
-| build (5 packs, 1 changed, empty cache dir) | wall (s) |
-|---|---:|
-| full build | $full |
-| \`--cache-from\` the previous image | $cached |
-| **cache-from / full** | **${percent} %** (target ≤ ${TARGET_PCT} %: $met) |
+| build (5 packs, 1 changed, empty cache dir) | wall (s) | CPU (s) |
+|---|---:|---:|
+| full build | $full | $full_cpu |
+| \`--cache-from\` the previous image | $cached | $cached_cpu |
+| **cache-from / full** | **${percent} %** (target ≤ ${TARGET_PCT} %: $met) | $(pct "$cached_cpu" "$full_cpu") % |
 
 $runs_table
 

@@ -29,6 +29,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 
 use super::layers_label::{self, LayerRecord};
@@ -40,7 +41,7 @@ use crate::image::layer::{FORMAT_VERSION, LayerOptions};
 use crate::image::layout;
 use crate::image::manifest::{self, Manifest};
 use crate::image::model::Layer;
-use crate::install::fetch::{FetchContext, resolve_origin};
+use crate::install::fetch::{FetchContext, ResolvedOrigin, resolve_origin};
 use crate::install::venv::{self, PythonInfo};
 use crate::install::{self, InstallOptions};
 use crate::pack::name::is_system_pack;
@@ -222,44 +223,51 @@ pub async fn plan(
         cached: Vec::new(),
         to_install: Vec::new(),
     };
+    if candidates.is_empty() || options.force {
+        plan.to_install = specs.to_vec();
+        return plan;
+    }
+    // Wave by wave (the specs, then the dependencies of the packs taken), each wave's refs
+    // resolved at once: one round trip to the git servers per wave, not per pack.
     let mut seen = HashSet::new();
-    let mut queue: std::collections::VecDeque<PackSpec> = specs.iter().cloned().collect();
-    while let Some(spec) = queue.pop_front() {
-        if !seen.insert(spec.raw.clone()) {
-            continue;
+    let mut wave: Vec<PackSpec> = specs.to_vec();
+    while !wave.is_empty() {
+        let wave_specs: Vec<PackSpec> = wave
+            .drain(..)
+            .filter(|spec| seen.insert(spec.raw.clone()))
+            .collect();
+        let origins = join_all(wave_specs.iter().map(|spec| resolve_origin(&context, spec))).await;
+        for (spec, origin) in wave_specs.into_iter().zip(origins) {
+            // A failure to resolve is left to the install, which reports it as without cache.
+            let found = origin
+                .ok()
+                .flatten()
+                .and_then(|origin| find(&origin, &candidates, settings, &plan.cached));
+            let Some((candidate, dependencies)) = found else {
+                plan.to_install.push(spec);
+                continue;
+            };
+            if !options.skip_dependencies {
+                wave.extend(dependencies);
+            }
+            plan.cached.push(CachedPack {
+                record: candidate.record.clone(),
+                layer: candidate.layer.clone(),
+                from: sources[candidate.from].clone(),
+            });
         }
-        let found = if candidates.is_empty() || options.force {
-            None
-        } else {
-            find(&context, &spec, &candidates, settings, &plan.cached).await
-        };
-        let Some((candidate, dependencies)) = found else {
-            plan.to_install.push(spec);
-            continue;
-        };
-        if !options.skip_dependencies {
-            queue.extend(dependencies);
-        }
-        plan.cached.push(CachedPack {
-            record: candidate.record.clone(),
-            layer: candidate.layer.clone(),
-            from: sources[candidate.from].clone(),
-        });
     }
     plan
 }
 
-/// The candidate layer `spec` would build, with the pack's dependency specs to request in its
-/// place; `None` when there is none (or it cannot be known without fetching).
-async fn find<'a>(
-    context: &FetchContext,
-    spec: &PackSpec,
+/// The candidate layer a spec resolving to `origin` would build, with the pack's dependency
+/// specs to request in its place; `None` when there is none.
+fn find<'a>(
+    origin: &ResolvedOrigin,
     candidates: &'a [Candidate],
     settings: &BuildSettings,
     cached: &[CachedPack],
 ) -> Option<(&'a Candidate, Vec<PackSpec>)> {
-    // A failure to resolve is left to the install, which reports it as it does without cache.
-    let origin = resolve_origin(context, spec).await.ok()??;
     candidates.iter().find_map(|candidate| {
         let pin = &candidate.record.pin;
         let same_origin = pin.source == origin.source
