@@ -305,7 +305,7 @@ measure() {
   commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK 1.0.1"
   say "changed: $CHANGED_PACK (new commit)"
 
-  FULL=() CACHED=() FULL_CPU=() CACHED_CPU=() LOADS=() ORDER=() DIGESTS_EQUAL=yes
+  FULL=() CACHED=() FULL_CPU=() CACHED_CPU=() NOOP=() NOOP_CPU=() LOADS=() ORDER=() DIGESTS_EQUAL=yes
   local i first
   for ((i = 1; i <= RUNS; i++)); do
     LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
@@ -328,6 +328,12 @@ measure() {
       fi
       say "run $i $kind: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
     done
+    # For context, what --cache-from costs by itself: the same build again from the image just
+    # made, every layer taken.
+    build "$SCRATCH/cache" "$LOGS/noop-$i" --tag "$REG/bench/cf-$i:again" --json \
+      --cache-from "$REG/bench/cf-$i:cur"
+    NOOP+=("$LAST_WALL") NOOP_CPU+=("$LAST_CPU")
+    say "run $i nothing changed: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
     local full_digest cf_digest
     full_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/full-$i.out")
     cf_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/cf-$i.out")
@@ -345,6 +351,9 @@ render() {
   full=$(median ${FULL[*]}) cached=$(median ${CACHED[*]})
   # shellcheck disable=SC2086
   full_cpu=$(median ${FULL_CPU[*]}) cached_cpu=$(median ${CACHED_CPU[*]})
+  local noop noop_cpu
+  # shellcheck disable=SC2086
+  noop=$(median ${NOOP[*]}) noop_cpu=$(median ${NOOP_CPU[*]})
   percent=$(pct "$cached" "$full")
   met=$(awk -v p="$percent" -v t="$TARGET_PCT" 'BEGIN { print (p <= t) ? "yes" : "no" }')
   if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
@@ -375,6 +384,7 @@ time to the other load on the machine.
 | full build | $full | $full_cpu |
 | \`--cache-from\` the previous image | $cached | $cached_cpu |
 | **cache-from / full** | **${percent} %** (target ≤ ${TARGET_PCT} %: $met) | $(pct "$cached_cpu" "$full_cpu") % |
+| for context: \`--cache-from\` with nothing changed (every layer taken) | $noop | $noop_cpu |
 
 $runs_table
 
