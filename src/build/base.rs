@@ -1,13 +1,14 @@
 //! The image a build starts from: a registry reference, an OCI layout directory (`oci:DIR[:TAG]`)
-//! or `scratch`, parsed once and loaded one way — with every blob it needs in the build's blob
-//! store, so that the targets can be written from that store alone.
+//! or `scratch`, parsed once and loaded one way: its config in the build's blob store, and its
+//! layers either there too (a layout) or named by where they are (a registry), so that a push to
+//! that registry never moves them.
 
 use thiserror::Error;
 
 use crate::image::assemble::{Image, ImageError};
 use crate::image::blobs::{BlobError, BlobStore};
 use crate::image::layout::{self, LayoutError};
-use crate::registry::{Reference, ReferenceError, RegistryClient, RegistryError, pull_image};
+use crate::registry::{Reference, ReferenceError, RegistryClient, RegistryError, pull_config};
 
 /// A base image as the user named it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +78,9 @@ impl BaseImage {
         }
     }
 
-    /// The base, with every blob it needs in `store`.
+    /// The base, with its config in `store`. A registry base's layers stay in the registry: a
+    /// push mounts them, and a file output downloads them ([`BaseImage::reference`] is where
+    /// from); an `oci:` base's are imported into `store`.
     pub async fn load(
         &self,
         registry: &RegistryClient,
@@ -87,7 +90,7 @@ impl BaseImage {
             BaseImage::Scratch => Ok(Image::scratch()),
             BaseImage::Registry { name, reference } => {
                 let base = name.clone();
-                let pulled = pull_image(registry, reference, store)
+                let pulled = pull_config(registry, reference, store)
                     .await
                     .map_err(|source| BaseError::Pull {
                         base: base.clone(),

@@ -206,8 +206,21 @@ pub async fn run(
         jobs: request.jobs,
         progress: request.progress.clone(),
     };
+    let base_layers: Vec<String> = base
+        .layers
+        .iter()
+        .map(|layer| layer.descriptor.digest.clone())
+        .collect();
     let mut built = tokio::task::block_in_place(|| build_image(base, &cache, &inputs))?;
-    built.mount_from = request.base.reference().cloned();
+    if let Some(reference) = request.base.reference() {
+        built.mount_from = Some(reference.clone());
+        for digest in base_layers {
+            built
+                .layer_sources
+                .entry(digest)
+                .or_insert_with(|| reference.clone());
+        }
+    }
     on_event(BuildEvent::Built(&built));
 
     let written = write_targets(

@@ -86,8 +86,8 @@ pub enum TargetError {
         file: PathBuf,
         source: Box<ArchiveError>,
     },
-    #[error("--cache-from {reference}: cannot download a layer this build took from it: {source}")]
-    CacheFrom {
+    #[error("{reference}: cannot download a layer this build takes from it: {source}")]
+    LayerSource {
         reference: String,
         source: Box<RegistryError>,
     },
@@ -111,7 +111,7 @@ impl TargetError {
             | TargetError::UnusableLayout { .. }
             | TargetError::UnusableArchive { .. } => 2,
             TargetError::Layout { .. } | TargetError::Archive { .. } => 1,
-            TargetError::Push { source, .. } | TargetError::CacheFrom { source, .. } => {
+            TargetError::Push { source, .. } | TargetError::LayerSource { source, .. } => {
                 source.exit_code()
             }
         }
@@ -271,8 +271,8 @@ impl Target {
     }
 }
 
-/// Downloads the layers the build took from other images and the store lacks: a file target
-/// holds every blob.
+/// Downloads the layers the build took from other images (the base, `--cache-from` images) and
+/// the store lacks: a file target holds every blob.
 async fn fetch_missing_blobs(
     built: &BuiltImage,
     store: &BlobStore,
@@ -290,7 +290,7 @@ async fn fetch_missing_blobs(
                 std::slice::from_ref(&layer.descriptor),
             )
             .await
-            .map_err(|e| TargetError::CacheFrom {
+            .map_err(|e| TargetError::LayerSource {
                 reference: source.to_string(),
                 source: Box::new(e),
             })?;

@@ -34,7 +34,8 @@ pub use auth::{CredentialKind, Credentials, Secret};
 pub use client::RegistryClient;
 pub use options::{RegistryEvent, RegistryOptions, UploadMode};
 pub use pull::{
-    PulledImage, fetch_manifest_and_config, pull_image, pull_layers, resolve_manifest_digest,
+    PulledImage, fetch_manifest_and_config, pull_config, pull_image, pull_layers,
+    resolve_manifest_digest,
 };
 pub use push::{PushOptions, PushReport, push_image};
 pub use reference::{Reference, ReferenceError};

@@ -54,10 +54,22 @@ pub async fn pull_image(
     reference: &Reference,
     store: &BlobStore,
 ) -> Result<PulledImage> {
+    let pulled = pull_config(client, reference, store).await?;
+    pull_layers(client, reference, store, &pulled.layers).await?;
+    Ok(pulled)
+}
+
+/// Pulls the manifest and config of `reference` into `store`, and no layer: for an image whose
+/// layers are mounted where they are pushed, and downloaded only when a file needs them
+/// ([`pull_layers`]).
+pub async fn pull_config(
+    client: &RegistryClient,
+    reference: &Reference,
+    store: &BlobStore,
+) -> Result<PulledImage> {
     let session = client.session(reference, false).await?;
     let manifest = resolve_manifest(client, &session, reference).await?;
     let config = fetch_config(client, &session, reference, &manifest.config, Some(store)).await?;
-    download_layers(client, &session, reference, store, &manifest.layers).await?;
     Ok(PulledImage {
         config,
         config_descriptor: manifest.config,
