@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod image;
 pub mod install;
+pub mod lockfile;
 pub mod pack;
 pub mod progress;
 pub mod redact;

@@ -92,6 +92,7 @@ fn spec(python: PythonInfo, installer: Installer, final_dir: &Path, tmp: &Path) 
         rebuild: false,
         runtime: VenvRuntime::Native,
         keep_pip: true,
+        locked_requirements: None,
     }
 }
 

@@ -37,9 +37,15 @@ pub enum CompressionArg {
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Packs to install into the image (same specs as st2-pack-install). Leave out to layer an
-    /// installed tree given with --root.
+    /// installed tree given with --root. With --locked: the packs of the lock file to build
+    /// (with their dependencies) [default: all of them]
     #[arg(value_name = "PACK")]
     pub packs: Vec<String>,
+
+    /// Build exactly what this lock file (from `st2pack lock`) holds: its commits, and its
+    /// requirements with their hashes checked.
+    #[arg(long, value_name = "FILE")]
+    pub locked: Option<PathBuf>,
 
     /// Installed tree to layer: DIR/packs/* and DIR/virtualenvs/*, as st2-pack-install writes
     /// them. With PACK specs, they are installed into DIR first (unchanged packs are skipped).
@@ -169,7 +175,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         .map(helm::parse_pull_as)
         .transpose()
         .map_err(|e| usage(e.to_string()))?;
-    if args.packs.is_empty() && args.root.is_none() {
+    if args.packs.is_empty() && args.root.is_none() && args.locked.is_none() {
         return Err(usage(
             "give the packs to build (st2pack build PACK... --tag REF) or an installed tree (--root DIR)",
         ));
@@ -224,7 +230,7 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
     options.keep_pip = args.keep_pip;
     // The runtime image's launcher lives until the packs are installed.
     let mut runtime_image_in_use = None;
-    let packs = if args.packs.is_empty() {
+    let packs = if args.packs.is_empty() && args.locked.is_none() {
         // Only checked against the tree when asked for: the tree is layered as it is.
         let runtime = if args.install.runtime.given() {
             let flags = &args.install.runtime;
@@ -247,6 +253,10 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         let default = RuntimeDefault::ChartDefault;
         runtime_image_in_use =
             runtime_args::apply(flags, &mut options, default, &registry, &cache).await?;
+        let specs = match &args.locked {
+            Some(file) => super::lock::apply_locked(file, &specs, &mut options).await?,
+            None => specs,
+        };
         PackInput::Install {
             root: args.root.clone(),
             specs,

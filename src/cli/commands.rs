@@ -9,6 +9,7 @@ use super::build::BuildArgs;
 use super::cache::CacheArgs;
 use super::inspect::InspectArgs;
 use super::install::InstallArgs;
+use super::lock::LockArgs;
 use super::merge::MergeArgs;
 use super::validate::ValidateArgs;
 
@@ -55,6 +56,9 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Merge the pack layers of several pack images into one image, and push or write it.
     Merge(Box<MergeArgs>),
+    /// Lock packs to their commits and requirements to exact versions and hashes, for builds
+    /// with --locked; --check says whether the lock still matches.
+    Lock(Box<LockArgs>),
     /// List the packs and layers of an image.
     Inspect(InspectArgs),
     /// Make a minimal base image (sh, cp) from a static busybox.
@@ -71,6 +75,7 @@ impl St2packCli {
             Command::Install(args) => super::install::run(args),
             Command::Build(args) => super::build::run(args),
             Command::Merge(args) => super::merge::run(args),
+            Command::Lock(args) => super::lock::run(args),
             Command::Inspect(args) => super::inspect::run(args),
             Command::BaseImage(args) => super::base::run(args),
             Command::Validate(args) => super::validate::run(args),

@@ -31,9 +31,15 @@ pub enum InstallerArg {
 pub struct InstallArgs {
     /// Packs to install: NAME[=VERSION] from the Exchange, OWNER/REPO on GitHub, a git URL
     /// (https://, ssh://, git@host:org/repo.git, file:///path) with an optional =REF, or a
-    /// local directory (./dir, /abs/dir).
-    #[arg(value_name = "PACK", required = true)]
+    /// local directory (./dir, /abs/dir). With --locked: the packs of the lock file to install
+    /// (with their dependencies) [default: all of them]
+    #[arg(value_name = "PACK", required_unless_present = "locked")]
     pub packs: Vec<String>,
+
+    /// Install exactly what this lock file (from `st2pack lock`) holds: its commits, and its
+    /// requirements with their hashes checked.
+    #[arg(long, value_name = "FILE")]
+    pub locked: Option<PathBuf>,
 
     /// Install packs here [default: st2.conf [content] packs_base_paths, else <base_path>/packs]
     #[arg(long, value_name = "DIR")]
@@ -255,6 +261,7 @@ impl InstallSettings {
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             lock_timeout: Duration::from_secs(self.lock_timeout),
             progress: placement.progress,
+            locked: None,
         };
         Ok((options, specs))
     }
@@ -282,6 +289,10 @@ pub fn run(args: &InstallArgs) -> i32 {
         let runtime_image =
             runtime_args::apply(&settings.runtime, &mut options, default, &registry, &cache)
                 .await?;
+        let specs = match &args.locked {
+            Some(file) => super::lock::apply_locked(file, &specs, &mut options).await?,
+            None => specs,
+        };
         let report = install::install(&options, &specs)
             .await
             .map_err(|e| (e.exit_code(), e.to_string()))?;

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod commands;
 pub mod inspect;
 pub mod install;
+pub mod lock;
 pub mod merge;
 pub mod registry_args;
 pub mod runtime_args;

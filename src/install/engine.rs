@@ -89,20 +89,22 @@ pub async fn runtime_pin(options: &InstallOptions) -> Result<RuntimePin, Install
     })
 }
 
-/// Installs `specs` and their dependencies. Per-pack failures are in the report; only problems
-/// that prevent any install (no interpreter, lock timeout, unusable directories) are errors.
-pub async fn install(
-    options: &InstallOptions,
-    specs: &[PackSpec],
-) -> Result<InstallReport, InstallError> {
-    let python = python_info(options).await?;
+/// What every run holds while it works: the cache's shared lock, the install lock of the packs
+/// directory, and what recovering a killed run did.
+struct RunGuard {
+    cache: Cache,
+    _lock: lock::InstallLock,
+    notes: Vec<String>,
+}
+
+async fn begin_run(options: &InstallOptions) -> Result<RunGuard, InstallError> {
     // Held for the whole run, so that `st2pack cache prune` never removes what it uses.
     let cache = open_cache(options).await?;
     let targets = options.targets.clone();
     targets.create()?;
     let lock_dir = targets.packs_dir.clone();
     let timeout = options.lock_timeout;
-    let _lock = tokio::task::spawn_blocking(move || lock::acquire(&lock_dir, timeout))
+    let lock = tokio::task::spawn_blocking(move || lock::acquire(&lock_dir, timeout))
         .await
         .map_err(|e| PlaceError {
             path: targets.packs_dir.clone(),
@@ -110,9 +112,29 @@ pub async fn install(
         })??;
     // What recovery did is told once, by the report's notes (the end summary shows them).
     let notes = targets.recover()?;
+    Ok(RunGuard {
+        cache,
+        _lock: lock,
+        notes,
+    })
+}
 
-    let progress = &options.progress;
-    let _phase = progress.phase(Phase::Install);
+/// Every request of a run fetched, and one pack chosen per name.
+struct Fetched {
+    specs_shown: Vec<String>,
+    requested_by: Vec<Vec<String>>,
+    fetched: Vec<FetchResult>,
+    resolution: super::resolve::Resolution,
+    /// Each request's dependencies, as the requests that actually install them.
+    dependencies: Vec<Vec<usize>>,
+}
+
+async fn fetch_and_choose(
+    options: &InstallOptions,
+    cache: &Cache,
+    specs: &[PackSpec],
+    limit: &Arc<Semaphore>,
+) -> Fetched {
     let context = FetchContext::new(
         options.index.clone(),
         GitOptions {
@@ -123,9 +145,7 @@ pub async fn install(
         options.force,
         options.st2_version.clone(),
     );
-    let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
-
-    let (requests, fetched) = fetch_all(options, &context, specs, &limit, progress).await;
+    let (requests, fetched) = fetch_all(options, &context, specs, limit, &options.progress).await;
     let specs_shown: Vec<String> = requests.iter().map(|r| r.spec.to_string()).collect();
     let requested_by: Vec<Vec<String>> = requests.iter().map(|r| r.requested_by.clone()).collect();
     let candidates: Vec<Result<Candidate, String>> = fetched
@@ -136,7 +156,6 @@ pub async fn install(
         })
         .collect();
     let resolution = resolve(&specs_shown, &requested_by, &candidates);
-    // Each request's dependencies, as the requests that actually install them.
     let dependencies: Vec<Vec<usize>> = fetched
         .iter()
         .map(|f| match f {
@@ -150,8 +169,120 @@ pub async fn install(
             Err(_) => Vec::new(),
         })
         .collect();
+    Fetched {
+        specs_shown,
+        requested_by,
+        fetched,
+        resolution,
+        dependencies,
+    }
+}
 
-    let mut outcomes: Vec<Option<PackOutcome>> = vec![None; requests.len()];
+/// One pack a run would install, fetched into staging (its transaction is the caller's to
+/// abandon), with every spec that asked for it.
+#[derive(Debug)]
+pub struct ResolvedPack {
+    pub pack: FetchedPack,
+    /// The specs (credentials removed) that resolved to this pack: on the command line or in
+    /// a `dependencies:` list.
+    pub specs: Vec<String>,
+    /// The names of the packs it depends on.
+    pub dependencies: Vec<String>,
+}
+
+/// What [`resolve_packs`] found: the packs, or why some could not be resolved.
+#[derive(Debug)]
+pub struct Resolution {
+    pub packs: Vec<ResolvedPack>,
+    /// `(spec, message)` of every request that failed.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Fetches and chooses the packs `specs` and their dependencies resolve to, as [`install`]
+/// would, without building anything: what a lock file records.
+pub async fn resolve_packs(
+    options: &InstallOptions,
+    specs: &[PackSpec],
+) -> Result<Resolution, InstallError> {
+    let guard = begin_run(options).await?;
+    let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let Fetched {
+        specs_shown,
+        fetched,
+        resolution,
+        dependencies,
+        ..
+    } = fetch_and_choose(options, &guard.cache, specs, &limit).await;
+    let names: Vec<Option<String>> = fetched
+        .iter()
+        .map(|f| f.as_ref().ok().map(|(pack, _)| pack.name.to_string()))
+        .collect();
+    let mut chosen: Vec<(usize, FetchedPack)> = Vec::new();
+    let mut failures = Vec::new();
+    for (index, (decision, fetch)) in resolution.decisions.iter().zip(fetched).enumerate() {
+        options.progress.done(&specs_shown[index]);
+        match (decision, fetch) {
+            (Decision::Chosen, Ok((pack, _))) => chosen.push((index, pack)),
+            (Decision::SameAs(_), Ok((pack, _))) => {
+                let _ = pack.txn.abandon();
+            }
+            (Decision::Failed(message), Ok((pack, _))) => {
+                let _ = pack.txn.abandon();
+                failures.push((specs_shown[index].clone(), message.clone()));
+            }
+            (Decision::Failed(message), Err(_)) => {
+                failures.push((specs_shown[index].clone(), message.clone()));
+            }
+            (_, Err(message)) => failures.push((specs_shown[index].clone(), message)),
+        }
+    }
+    let chosen_of = |request: usize| match resolution.decisions[request] {
+        Decision::SameAs(target) => target,
+        _ => request,
+    };
+    let packs = chosen
+        .into_iter()
+        .map(|(index, pack)| {
+            let specs = (0..specs_shown.len())
+                .filter(|&request| names[request].is_some() && chosen_of(request) == index)
+                .map(|request| specs_shown[request].clone())
+                .collect();
+            let dependencies = dependencies[index]
+                .iter()
+                .filter_map(|&d| names[d].clone())
+                .collect();
+            ResolvedPack {
+                pack,
+                specs,
+                dependencies,
+            }
+        })
+        .collect();
+    Ok(Resolution { packs, failures })
+}
+
+/// Installs `specs` and their dependencies. Per-pack failures are in the report; only problems
+/// that prevent any install (no interpreter, lock timeout, unusable directories) are errors.
+pub async fn install(
+    options: &InstallOptions,
+    specs: &[PackSpec],
+) -> Result<InstallReport, InstallError> {
+    let python = python_info(options).await?;
+    let guard = begin_run(options).await?;
+    let notes = guard.notes.clone();
+
+    let progress = &options.progress;
+    let _phase = progress.phase(Phase::Install);
+    let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let Fetched {
+        specs_shown,
+        requested_by,
+        fetched,
+        resolution,
+        dependencies,
+    } = fetch_and_choose(options, &guard.cache, specs, &limit).await;
+
+    let mut outcomes: Vec<Option<PackOutcome>> = vec![None; specs_shown.len()];
     let mut chosen: HashMap<usize, FetchedPack> = HashMap::new();
     for (index, (decision, fetch)) in resolution.decisions.iter().zip(fetched).enumerate() {
         let base = blank_outcome(&specs_shown[index], &requested_by[index]);
@@ -306,6 +437,13 @@ async fn fetch_all(
         let mut next = Vec::new();
         for (index, result) in join_all(fetches).await {
             let result = result.and_then(|pack| {
+                let pack = match check_locked(options, pack) {
+                    Ok(pack) => pack,
+                    Err(message) => {
+                        progress.done(&requests[index].spec.to_string());
+                        return Err(message);
+                    }
+                };
                 let mut deps = Vec::new();
                 if !options.skip_dependencies {
                     let dep_specs = match pack.manifest.dependency_specs() {
@@ -337,6 +475,46 @@ async fn fetch_all(
         .map(|r| r.unwrap_or_else(|| Err("internal error: request was never fetched".to_string())))
         .collect();
     (requests, results)
+}
+
+/// With a lock file, the fetched pack must be the locked one: same commit (or, for a directory,
+/// same content); its pin then records the locked ref, even if that ref has moved since.
+fn check_locked(options: &InstallOptions, mut pack: FetchedPack) -> Result<FetchedPack, String> {
+    let Some(locked) = &options.locked else {
+        return Ok(pack);
+    };
+    let refuse = |pack: FetchedPack, message: String| {
+        let _ = pack.txn.abandon();
+        Err(message)
+    };
+    let name = pack.name.to_string();
+    let Some(entry) = locked.get(&name) else {
+        let message = format!(
+            "pack {name} from {} is not in the lock file\n  lock it (st2pack lock) or leave it out",
+            pack.source
+        );
+        return refuse(pack, message);
+    };
+    if entry.commit.is_some() && pack.commit != entry.commit {
+        let message = format!(
+            "pack {name} from {} is at commit {}, but the lock file has {}\n  run st2pack lock again to take the new commit",
+            pack.source,
+            pack.commit.as_deref().unwrap_or("(none)"),
+            entry.commit.as_deref().unwrap_or_default()
+        );
+        return refuse(pack, message);
+    }
+    if entry.content_digest.is_some() && pack.content_digest != entry.content_digest {
+        let message = format!(
+            "pack {name} in {} changed since it was locked (content {}, locked {})\n  run st2pack lock again to take the change",
+            pack.source,
+            pack.content_digest.as_deref().unwrap_or("(none)"),
+            entry.content_digest.as_deref().unwrap_or_default()
+        );
+        return refuse(pack, message);
+    }
+    pack.reference = entry.reference.clone();
+    Ok(pack)
 }
 
 /// The packs shipped with StackStorm count as present.
@@ -404,6 +582,11 @@ pub fn venv_spec(
         rebuild: options.force,
         runtime: options.runtime.clone(),
         keep_pip: options.keep_pip,
+        locked_requirements: options
+            .locked
+            .as_ref()
+            .and_then(|locked| locked.get(name))
+            .map(|entry| entry.requirements.clone()),
     }
 }
 

@@ -13,12 +13,17 @@ pub mod place;
 pub mod resolve;
 pub mod venv;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-pub use engine::{InstallError, install, python_info, runtime_pin, venv_spec};
+pub use engine::{
+    InstallError, Resolution, ResolvedPack, install, python_info, resolve_packs, runtime_pin,
+    venv_spec,
+};
 
 use crate::cache::Cache;
 use crate::progress::Progress;
@@ -60,6 +65,22 @@ pub struct InstallOptions {
     pub lock_timeout: Duration,
     /// Where the run reports what it is doing.
     pub progress: Progress,
+    /// Install exactly what a lock file fixed, by pack name (see `crate::lockfile`): every
+    /// pack fetched must be in it, at its commit or content, and its virtualenv gets the locked
+    /// requirements, hash-checked, instead of resolving the pack's own.
+    pub locked: Option<Arc<BTreeMap<String, LockedPack>>>,
+}
+
+/// What a lock file fixed of one pack, as the engine enforces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedPack {
+    /// The ref recorded in the pin (the tag or branch that was locked, even if it moved since).
+    pub reference: Option<String>,
+    pub commit: Option<String>,
+    pub content_digest: Option<String>,
+    /// A requirements file of exact versions with `--hash` options: seeds, base requirement and
+    /// the pack's requirements, installed with `--require-hashes`.
+    pub requirements: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

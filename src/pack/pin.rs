@@ -68,6 +68,10 @@ pub struct VirtualenvPin {
     /// `requirements.txt`, then what it includes, in reading order; absent when the pack has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requirements_digest: Option<String>,
+    /// `sha256:` of the lock file's requirements (exact versions and hashes) the virtualenv was
+    /// installed from; absent when it was not built from a lock file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_requirements_digest: Option<String>,
     /// The installer and the settings that shaped the virtualenv.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installer: Option<InstallerPin>,

@@ -34,6 +34,9 @@ pub struct InstallOptions {
     /// The interpreter uv builds source distributions with (`--python`): the runtime image's,
     /// through its launcher. `None`: one of this machine's, which only pure-Python ones suit.
     pub python: Option<PathBuf>,
+    /// Every requirement is pinned with hashes (a lock file's): refuse any file whose hash
+    /// differs (`--require-hashes`).
+    pub require_hashes: bool,
 }
 
 impl InstallOptions {
@@ -47,6 +50,7 @@ impl InstallOptions {
             only_binary: false,
             cache_dir: None,
             python: None,
+            require_hashes: false,
         }
     }
 
@@ -129,6 +133,9 @@ pub fn install(
     }
     if let Some(cache) = &options.cache_dir {
         command.arg("--cache-dir").arg(cache);
+    }
+    if options.require_hashes {
+        command.arg("--require-hashes");
     }
     for file in &options.requirement_files {
         command.arg("-r").arg(file);

@@ -146,6 +146,9 @@ fn inputs_digest(
     if !spec.keep_pip {
         h.field("lean", b"1");
     }
+    if let Some(locked) = &spec.locked_requirements {
+        h.field("locked_requirements", locked.as_bytes());
+    }
     if let super::VenvRuntime::Target(build) = &spec.runtime {
         let target = &build.target;
         h.field("target.python", target.python.to_string().as_bytes());

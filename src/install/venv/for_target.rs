@@ -66,14 +66,27 @@ pub(crate) async fn build(
         Some(dir) => Some(installer::wheelhouse_listing(dir)?),
         None => None,
     };
-    let (seeds, mut warnings) = installer::select_seeds(listing.as_deref(), None, spec.keep_pip);
+    let locked = spec
+        .locked_requirements
+        .as_deref()
+        .map(installer::locked_requirements_file)
+        .transpose()?;
+    let (seeds, mut warnings) = match &locked {
+        // The lock file chose the seeds.
+        Some(_) => (Vec::new(), Vec::new()),
+        None => installer::select_seeds(listing.as_deref(), None, spec.keep_pip),
+    };
     let mut requirements: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
-    if spec.base_requirements {
+    if spec.base_requirements && locked.is_none() {
         requirements.push(BASE_REQUIREMENT.to_string());
     }
     let mut options = runtime::InstallOptions::new(requirements);
     options.uv = uv.clone();
-    options.requirement_files = spec.requirements.iter().cloned().collect();
+    options.requirement_files = match &locked {
+        Some(file) => vec![file.path().to_path_buf()],
+        None => spec.requirements.iter().cloned().collect(),
+    };
+    options.require_hashes = locked.is_some();
     options.wheelhouse = spec.wheelhouse.clone();
     options.no_index = spec.wheelhouse.is_some();
     options.only_binary = spec.only_binary;

@@ -260,13 +260,25 @@ pub(crate) async fn install(
     build_dir: &Path,
     seeds: &[&str],
 ) -> Result<(), VenvError> {
-    let mut packages: Vec<OsString> = seeds.iter().map(OsString::from).collect();
-    if spec.base_requirements {
-        packages.push(BASE_REQUIREMENT.into());
-    }
-    if let Some(requirements) = &spec.requirements {
-        packages.push("-r".into());
-        packages.push(requirements.into());
+    let locked = spec
+        .locked_requirements
+        .as_deref()
+        .map(locked_requirements_file)
+        .transpose()?;
+    let mut packages: Vec<OsString> = Vec::new();
+    if let Some(locked) = &locked {
+        // Exactly the lock file's versions, each file checked against its hashes.
+        packages.extend(["--require-hashes".into(), "-r".into()]);
+        packages.push(locked.path().into());
+    } else {
+        packages.extend(seeds.iter().map(OsString::from));
+        if spec.base_requirements {
+            packages.push(BASE_REQUIREMENT.into());
+        }
+        if let Some(requirements) = &spec.requirements {
+            packages.push("-r".into());
+            packages.push(requirements.into());
+        }
     }
     if packages.is_empty() {
         return Ok(());
@@ -307,6 +319,21 @@ pub(crate) async fn install(
     }
     cmd.args(packages);
     run(cmd, label, build_dir, &spec.final_dir, INSTALL_HINT).await
+}
+
+/// A lock file's requirements written where the installer reads them (never into the
+/// virtualenv); removed when dropped.
+pub(crate) fn locked_requirements_file(text: &str) -> Result<tempfile::NamedTempFile, VenvError> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix("st2pack-locked-")
+        .suffix(".txt")
+        .tempfile()
+        .map_err(|e| VenvError::io("create", std::env::temp_dir(), e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.flush())
+        .map_err(|e| VenvError::io("write", file.path(), e))?;
+    Ok(file)
 }
 
 /// Removes the pip (and wheel) that `python -m venv` seeded, once everything is installed: they
@@ -372,6 +399,10 @@ const DISK_FULL_HINT: &str = "The disk holding the virtualenvs is full (No space
      device): free space there, or point --virtualenvs-dir and --cache-dir at a disk with room, \
      then retry";
 
+const HASH_HINT: &str = "A file's sha256 is not one the lock file allows: the index or \
+     wheelhouse serves another file under the same name and version. Find out why before \
+     trusting it; if the new file is right, lock again with `st2pack lock`";
+
 /// Less room than this where a virtualenv is built means it cannot be built there.
 const NEARLY_FULL: u64 = 16 << 20;
 
@@ -384,6 +415,8 @@ fn hint_for(output: &str, free: Option<u64>, usual: &'static str) -> &'static st
         .any(|needle| output.contains(needle));
     if says_full || free.is_some_and(|free| free < NEARLY_FULL) {
         DISK_FULL_HINT
+    } else if output.contains("Hash mismatch") || output.contains("DO NOT MATCH THE HASHES") {
+        HASH_HINT
     } else {
         usual
     }

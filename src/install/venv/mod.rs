@@ -61,6 +61,10 @@ pub struct VenvSpec {
     /// Keep pip and wheel in the virtualenv (`st2-pack-install` does, as upstream; image
     /// builds leave them out unless `--keep-pip`).
     pub keep_pip: bool,
+    /// A lock file's requirements for this virtualenv (exact versions with `--hash` options,
+    /// seeds and base requirement included): installed with `--require-hashes` instead of
+    /// resolving the seeds, the base requirement and `requirements`.
+    pub locked_requirements: Option<String>,
 }
 
 /// Who a virtualenv is built for.
@@ -157,6 +161,10 @@ pub fn venv_pin(spec: &VenvSpec) -> Result<VirtualenvPin, VenvError> {
         python_version: spec.python.version.clone(),
         interpreter: Some(spec.python.path.to_string_lossy().into_owned()),
         requirements_digest: requirements.as_ref().map(requirements_digest),
+        locked_requirements_digest: spec.locked_requirements.as_deref().map(|text| {
+            use sha2::{Digest, Sha256};
+            format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+        }),
         installer: Some(InstallerPin {
             engine: engine.name().to_string(),
             base_requirements: spec.base_requirements,
@@ -207,6 +215,35 @@ fn read_requirements(spec: &VenvSpec) -> Result<Option<Requirements>, VenvError>
         return Err(VenvError::RefusedRequirements { problems: refused });
     }
     Ok(Some(found))
+}
+
+/// What a virtualenv of `spec` gets besides the pack's requirements, as requirement lines: the
+/// seeds (those the wheelhouse has, as a build takes them) and the base requirement. A lock file
+/// locks them with the pack's requirements. Also returns the warnings of seeds left out.
+pub fn extra_requirements(spec: &VenvSpec) -> Result<(Vec<String>, Vec<String>), VenvError> {
+    let listing = match &spec.wheelhouse {
+        Some(dir) => Some(installer::wheelhouse_listing(dir)?),
+        None => None,
+    };
+    let (seeds, warnings) = installer::select_seeds(listing.as_deref(), None, spec.keep_pip);
+    let mut lines: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+    if spec.base_requirements {
+        lines.push(BASE_REQUIREMENT.to_string());
+    }
+    Ok((lines, warnings))
+}
+
+/// Checks the pack's requirements of `spec` against the policy (see [`read_requirements`]).
+pub fn check_requirements(spec: &VenvSpec) -> Result<(), VenvError> {
+    read_requirements(&absolutized(spec)?).map(|_| ())
+}
+
+/// A command for uv or pip with the environment every installer run gets (see `installer`):
+/// no stray Python variables, no prompts, output captured.
+pub fn sanitized_command(program: &Path, cwd: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    installer::sanitize(&mut command, cwd);
+    command
 }
 
 /// uv on PATH, if there is one.
@@ -309,8 +346,11 @@ async fn build_fresh(
     };
     installer::create(engine, spec, build_dir).await?;
     let site = site_packages(build_dir, &spec.python);
-    let (seeds, mut warnings) =
-        installer::select_seeds(listing.as_deref(), site.as_deref(), spec.keep_pip);
+    let (seeds, mut warnings) = match &spec.locked_requirements {
+        // The lock file chose the seeds.
+        Some(_) => (Vec::new(), Vec::new()),
+        None => installer::select_seeds(listing.as_deref(), site.as_deref(), spec.keep_pip),
+    };
     installer::install(engine, spec, build_dir, &seeds).await?;
     if !spec.keep_pip && *engine == Engine::Pip {
         installer::remove_pip(spec, build_dir).await?;
@@ -510,6 +550,7 @@ mod tests {
             rebuild: false,
             runtime: VenvRuntime::Native,
             keep_pip: true,
+            locked_requirements: None,
         }
     }
 
