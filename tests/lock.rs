@@ -1,0 +1,475 @@
+//! Lock files end to end: `st2pack lock` over real git repositories (served by `git daemon`, found
+//! through a real index) and the offline test wheelhouse, then `st2pack build --locked` and
+//! `st2-pack-install --locked` on empty caches, with this machine's interpreter (`--runtime host`).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::registry::TestRegistry;
+use common::repos::{bare_clone, copy_fixture, git, pack_repo, write_index};
+use common::run::{Run, Sandbox};
+use common::servers::{GitDaemon, HttpServer};
+use common::wheel::build_wheel;
+use st2pack::lockfile::LockFile;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// A binary with the sandbox's wheelhouse and the runtime of this machine's interpreter; `home`
+/// holds its caches (st2pack's and uv's), so that a fresh `home` is a machine with empty caches.
+fn run(sandbox: &Sandbox, program: &str, home: &Path, args: &[&str]) -> Run {
+    let wheelhouse = sandbox.wheelhouse();
+    let xdg = home.join("xdg-cache");
+    let mut command = sandbox.command(program, &[("XDG_CACHE_HOME", xdg.to_str().unwrap())]);
+    command
+        .args(args)
+        .arg("--cache-dir")
+        .arg(home.join("cache"))
+        .arg("--wheelhouse")
+        .arg(wheelhouse)
+        .args(["--runtime", "host", "--python", PYTHON]);
+    Run::from(command.output().unwrap())
+}
+
+fn st2pack(sandbox: &Sandbox, home: &Path, args: &[&str]) -> Run {
+    run(sandbox, env!("CARGO_BIN_EXE_st2pack"), home, args)
+}
+
+fn pack_install(sandbox: &Sandbox, home: &Path, args: &[&str]) -> Run {
+    let (packs, venvs) = (sandbox.packs(), sandbox.venvs());
+    let mut all = vec![
+        "--packs-dir",
+        path(&packs),
+        "--virtualenvs-dir",
+        path(&venvs),
+    ];
+    all.extend_from_slice(args);
+    run(sandbox, env!("CARGO_BIN_EXE_st2-pack-install"), home, &all)
+}
+
+/// `MAJOR.MINOR` of [`PYTHON`].
+fn python_version() -> String {
+    let output = std::process::Command::new(PYTHON)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A new, empty machine: its own cache directories.
+fn fresh_home(sandbox: &Sandbox, name: &str) -> PathBuf {
+    let home = sandbox.path().join("homes").join(name);
+    fs::create_dir_all(&home).unwrap();
+    home
+}
+
+/// hello_deps (which depends on hello_st2 and with_reqs by name) served by `git daemon` and
+/// listed in an index served over HTTP.
+struct Served {
+    work: PathBuf,
+    served: PathBuf,
+    index_url: String,
+    _daemon: GitDaemon,
+    _http: HttpServer,
+}
+
+fn serve_three_packs(sandbox: &Sandbox) -> Served {
+    let work = sandbox.path().join("work");
+    let served = sandbox.path().join("served");
+    fs::create_dir_all(&work).unwrap();
+    fs::create_dir_all(&served).unwrap();
+    for (name, versions) in [
+        ("hello_st2", &["1.0.0", "1.1.0"][..]),
+        ("with_reqs", &["0.3.0"][..]),
+        ("hello_deps", &["0.2.0"][..]),
+    ] {
+        let repo = pack_repo(&work, name, versions);
+        bare_clone(&repo, &served, name);
+    }
+    let daemon = GitDaemon::serve(&served);
+    let index_dir = sandbox.path().join("index");
+    fs::create_dir(&index_dir).unwrap();
+    write_index(
+        &index_dir.join("index.json"),
+        &[
+            ("hello_st2", &daemon.url("hello_st2.git"), "1.1.0"),
+            ("with_reqs", &daemon.url("with_reqs.git"), "0.3.0"),
+            ("hello_deps", &daemon.url("hello_deps.git"), "0.2.0"),
+        ],
+    );
+    let http = HttpServer::serve(&index_dir);
+    Served {
+        work,
+        served,
+        index_url: http.url("index.json"),
+        _daemon: daemon,
+        _http: http,
+    }
+}
+
+/// Builds the lock into an OCI layout with an empty cache, and returns the digest.
+fn locked_build(sandbox: &Sandbox, lock: &Path, index_url: &str, machine: &str) -> String {
+    let home = fresh_home(sandbox, machine);
+    let layout = home.join("image");
+    let run = st2pack(
+        sandbox,
+        &home,
+        &[
+            "build",
+            "--locked",
+            path(lock),
+            "--index-url",
+            index_url,
+            "--base",
+            "scratch",
+            "--tag",
+            "st2packs:1",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ],
+    );
+    run.assert_ok();
+    let digest = run.stdout.trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    digest
+}
+
+#[test]
+fn a_lock_builds_the_same_image_on_empty_caches_even_after_a_tag_moves() {
+    let sandbox = Sandbox::new();
+    let served = serve_three_packs(&sandbox);
+    let lock = sandbox.path().join("st2packs.lock");
+    let home = fresh_home(&sandbox, "locker");
+    st2pack(
+        &sandbox,
+        &home,
+        &[
+            "lock",
+            "hello_deps",
+            "--index-url",
+            &served.index_url,
+            "-o",
+            path(&lock),
+        ],
+    )
+    .assert_ok();
+
+    // Three packs at their commits, every requirement at one version with its hashes.
+    let locked = LockFile::read(&lock).unwrap();
+    assert_eq!(locked.format, 1);
+    assert_eq!(locked.requested, ["hello_deps"]);
+    assert_eq!(locked.runtime.kind, "native");
+    assert_eq!(locked.runtime.interpreter, PYTHON);
+    let names: Vec<&str> = locked.packs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["hello_deps", "hello_st2", "with_reqs"]);
+    let hello_deps = locked.pack("hello_deps").unwrap();
+    assert_eq!(hello_deps.dependencies, ["hello_st2", "with_reqs"]);
+    let hello_st2 = locked.pack("hello_st2").unwrap();
+    assert_eq!(hello_st2.reference.as_deref(), Some("v1.1.0"));
+    let locked_commit = hello_st2.commit.clone().unwrap();
+    assert_eq!(
+        locked_commit,
+        git(&served.work.join("hello_st2"), &["rev-parse", "v1.1.0"])
+    );
+    let with_reqs = locked.pack("with_reqs").unwrap();
+    let requirement = |name: &str| {
+        with_reqs
+            .requirements
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("{name} is not locked: {:?}", with_reqs.requirements))
+    };
+    let lib = requirement("st2pack-fixture-lib");
+    assert_eq!(lib.version.as_deref(), Some("1.2.0"));
+    assert!(lib.hashes[0].starts_with("sha256:"), "{:?}", lib.hashes);
+    // The base requirement and the seed the virtualenv gets are locked too.
+    assert_eq!(requirement("six").version.as_deref(), Some("1.16.0"));
+    requirement("setuptools");
+    // Locking again, elsewhere, gives the same bytes.
+    let again = sandbox.path().join("again.lock");
+    let home = fresh_home(&sandbox, "locker-two");
+    st2pack(
+        &sandbox,
+        &home,
+        &[
+            "lock",
+            "hello_deps",
+            "--index-url",
+            &served.index_url,
+            "-o",
+            path(&again),
+        ],
+    )
+    .assert_ok();
+    assert_eq!(fs::read(&again).unwrap(), fs::read(&lock).unwrap());
+
+    // Two machines, empty caches: one image.
+    let first = locked_build(&sandbox, &lock, &served.index_url, "one");
+    let second = locked_build(&sandbox, &lock, &served.index_url, "two");
+    assert_eq!(first, second);
+
+    // Moving the tag to another commit changes nothing for the lock...
+    let hello = served.work.join("hello_st2");
+    fs::write(hello.join("README.md"), "moved\n").unwrap();
+    git(&hello, &["add", "-A"]);
+    git(&hello, &["commit", "-q", "-m", "after the release"]);
+    git(&hello, &["tag", "-f", "v1.1.0"]);
+    let bare = served.served.join("hello_st2.git");
+    git(
+        &hello,
+        &[
+            "push",
+            "-q",
+            "--force",
+            bare.to_str().unwrap(),
+            "main",
+            "refs/tags/v1.1.0",
+        ],
+    );
+    let after_move = locked_build(&sandbox, &lock, &served.index_url, "three");
+    assert_eq!(after_move, first, "the locked build took the moved tag");
+
+    // ... and a subset of the lock installs at the locked commit too.
+    let home = fresh_home(&sandbox, "installer");
+    pack_install(
+        &sandbox,
+        &home,
+        &[
+            "--locked",
+            path(&lock),
+            "--index-url",
+            &served.index_url,
+            "hello_st2",
+        ],
+    )
+    .assert_ok();
+    let pin: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(sandbox.packs().join("hello_st2/.st2pack.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pin["commit"], locked_commit.as_str());
+    assert_eq!(pin["ref"], "v1.1.0");
+    assert!(!sandbox.packs().join("with_reqs").exists());
+
+    // The lock no longer matches the sources: --check says so, naming the pack.
+    st2pack(
+        &sandbox,
+        &home,
+        &[
+            "lock",
+            "--check",
+            "-o",
+            path(&lock),
+            "--index-url",
+            &served.index_url,
+        ],
+    )
+    .assert_code(1)
+    .assert_stderr_has("pack hello_st2: commit was");
+}
+
+#[test]
+fn a_requirement_file_replaced_under_its_name_fails_the_locked_build_and_nothing_is_pushed() {
+    let sandbox = Sandbox::new();
+    let registry = TestRegistry::start_plain();
+    let repo = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
+    let spec = format!("file://{}=v0.3.0", repo.display());
+    let lock = sandbox.path().join("st2packs.lock");
+    let home = fresh_home(&sandbox, "locker");
+    st2pack(&sandbox, &home, &["lock", &spec, "-o", path(&lock)]).assert_ok();
+
+    // Same name, same version, other bytes.
+    build_wheel(
+        &sandbox.wheelhouse(),
+        "st2pack-fixture-lib",
+        "1.2.0",
+        &[(
+            "fixture_lib/__init__.py",
+            "import os\ndef shout(text):\n    return text.upper() + '!'\n",
+        )],
+        &[],
+        &[],
+    );
+
+    let tag = format!("{}/st2/locked:1", registry.host());
+    let home = fresh_home(&sandbox, "builder");
+    let run = st2pack(
+        &sandbox,
+        &home,
+        &[
+            "build",
+            "--locked",
+            path(&lock),
+            "--base",
+            "scratch",
+            "--tag",
+            &tag,
+            "--push",
+        ],
+    );
+    run.assert_code(1)
+        .assert_stderr_has("st2pack-fixture-lib")
+        .assert_stderr_has("Hash mismatch")
+        .assert_stderr_has("lock file allows");
+    assert_eq!(registry.upload_count(), 0, "{}", registry.access_log());
+    assert_eq!(registry.count_requests("PUT", "/manifests/", "201"), 0);
+
+    let home = fresh_home(&sandbox, "installer");
+    pack_install(&sandbox, &home, &["--locked", path(&lock)])
+        .assert_code(1)
+        .assert_stderr_has("st2pack-fixture-lib");
+    assert!(!sandbox.packs().join("with_reqs").exists());
+    assert!(!sandbox.venvs().join("with_reqs").exists());
+}
+
+#[test]
+fn lock_check_passes_until_the_requirements_change() {
+    let sandbox = Sandbox::new();
+    let dir = sandbox.path().join("with_reqs");
+    copy_fixture("with_reqs", &dir);
+    let lock = sandbox.path().join("st2packs.lock");
+    let home = fresh_home(&sandbox, "ci");
+    st2pack(&sandbox, &home, &["lock", path(&dir), "-o", path(&lock)]).assert_ok();
+    let locked = LockFile::read(&lock).unwrap();
+    assert!(locked.packs[0].content_digest.is_some());
+    st2pack(&sandbox, &home, &["lock", "--check", "-o", path(&lock)])
+        .assert_ok()
+        .assert_stderr_has("up to date");
+
+    fs::write(
+        dir.join("requirements.txt"),
+        "st2pack-fixture-lib==1.2.0\nsix\n",
+    )
+    .unwrap();
+    st2pack(&sandbox, &home, &["lock", "--check", "-o", path(&lock)])
+        .assert_code(1)
+        .assert_stderr_has("pack with_reqs: requirements.txt was");
+    // The file is left as it was.
+    assert_eq!(LockFile::read(&lock).unwrap(), locked);
+    // A directory that changed since it was locked is not installed from the lock.
+    pack_install(&sandbox, &home, &["--locked", path(&lock)])
+        .assert_code(1)
+        .assert_stderr_has("changed since it was locked");
+}
+
+mod bad_input {
+    use super::*;
+
+    fn write(sandbox: &Sandbox, text: &str) -> PathBuf {
+        let file = sandbox.path().join("st2packs.lock");
+        fs::write(&file, text).unwrap();
+        file
+    }
+
+    /// A valid lock of one local pack, for the runtime `runtime` (a TOML table body).
+    fn lock_for(sandbox: &Sandbox, runtime: &str) -> PathBuf {
+        let dir = sandbox.path().join("hello_st2");
+        copy_fixture("hello_st2", &dir);
+        write(
+            sandbox,
+            &format!(
+                "format = 1\nrequested = [\"{dir}\"]\n\n[runtime]\n{runtime}\n\n[settings]\n\
+                 base_requirements = true\nkeep_pip = false\nonly_binary = false\n\n[[pack]]\n\
+                 name = \"hello_st2\"\nversion = \"1.1.0\"\nsource = \"{dir}\"\n\
+                 content_digest = \"sha256:00\"\nspecs = [\"{dir}\"]\n",
+                dir = dir.display()
+            ),
+        )
+    }
+
+    #[test]
+    fn a_lock_file_of_a_newer_format_names_file_and_formats() {
+        let sandbox = Sandbox::new();
+        let home = fresh_home(&sandbox, "a");
+        let file = write(&sandbox, "format = 9\n[whatever]\nnew = true\n");
+        for run in [
+            st2pack(
+                &sandbox,
+                &home,
+                &[
+                    "build",
+                    "--locked",
+                    path(&file),
+                    "--tag",
+                    "x:1",
+                    "--output",
+                    &format!("oci:{}", sandbox.path().join("out").display()),
+                ],
+            ),
+            pack_install(&sandbox, &home, &["--locked", path(&file)]),
+            st2pack(&sandbox, &home, &["lock", "--check", "-o", path(&file)]),
+        ] {
+            run.assert_code(2)
+                .assert_stderr_has(&format!("{} is a lock file of format 9", file.display()))
+                .assert_stderr_has("reads format 1");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_lock_file_names_file_and_line() {
+        let sandbox = Sandbox::new();
+        let home = fresh_home(&sandbox, "a");
+        let file = write(
+            &sandbox,
+            "format = 1\nrequested = [\"x\"]\n\n[runtime]\nkind = \"native\"\npython = 3\n",
+        );
+        st2pack(
+            &sandbox,
+            &home,
+            &[
+                "build",
+                "--locked",
+                path(&file),
+                "--tag",
+                "x:1",
+                "--output",
+                &format!("oci:{}", sandbox.path().join("out").display()),
+            ],
+        )
+        .assert_code(2)
+        .assert_stderr_has(&format!("{}:6:", file.display()));
+        let file = write(&sandbox, "format = 1\nrequested = [\"x\"\n");
+        pack_install(&sandbox, &home, &["--locked", path(&file)])
+            .assert_code(2)
+            .assert_stderr_has(&format!("{}:2:", file.display()));
+    }
+
+    #[test]
+    fn a_lock_for_another_runtime_is_refused_naming_both() {
+        let sandbox = Sandbox::new();
+        let home = fresh_home(&sandbox, "a");
+        let file = lock_for(
+            &sandbox,
+            "kind = \"preset\"\nname = \"st2-3.9\"\npython = \"3.10\"\n\
+             interpreter = \"/usr/bin/python3.10\"\nplatform = \"x86_64-manylinux_2_35\"",
+        );
+        pack_install(&sandbox, &home, &["--locked", path(&file)])
+            .assert_code(2)
+            .assert_stderr_has("was locked for CPython 3.10 at /usr/bin/python3.10")
+            .assert_stderr_has(&format!(
+                "this run builds for CPython {} at {PYTHON}",
+                python_version()
+            ));
+        assert!(!sandbox.packs().join("hello_st2").exists());
+    }
+
+    #[test]
+    fn a_pack_not_in_the_lock_is_refused() {
+        let sandbox = Sandbox::new();
+        let home = fresh_home(&sandbox, "a");
+        let version = python_version();
+        let file = lock_for(
+            &sandbox,
+            &format!("kind = \"native\"\npython = \"{version}\"\ninterpreter = \"{PYTHON}\""),
+        );
+        pack_install(&sandbox, &home, &["--locked", path(&file), "other_pack"])
+            .assert_code(2)
+            .assert_stderr_has("other_pack is not in the lock file")
+            .assert_stderr_has("it locks: hello_st2");
+    }
+}
