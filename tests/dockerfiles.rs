@@ -1174,6 +1174,15 @@ fn check_validate_then_build(file: &str, expected_tag: &str) {
         "{file}: builds the pack repository itself"
     );
     assert_eq!(build.targets.tags, [expected_tag], "{file}: the image tag");
+    assert_eq!(
+        build.locked.as_deref(),
+        Some(Path::new("st2packs.lock")),
+        "{file}: builds what st2packs.lock holds"
+    );
+    let checks_lock = commands.iter().any(|(_, parsed)| {
+        matches!(parsed, Parsed::St2pack(cli) if matches!(&cli.command, Subcommand::Lock(args) if args.check))
+    });
+    assert!(checks_lock, "{file}: should run st2pack lock --check");
     assert!(build.targets.push, "{file}: --push");
     let previous = expected_tag.replace(":abc123", ":0a1b2c");
     assert_eq!(

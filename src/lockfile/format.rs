@@ -16,8 +16,9 @@ use crate::pack::pin::RuntimePin;
 /// The format this st2pack writes and reads.
 pub const FORMAT: u32 = 1;
 
-/// The default file name, beside the pipeline that builds with it.
-pub const DEFAULT_FILE: &str = "st2packs.lock";
+/// The default file name, beside the pipeline that builds with it; at the root of a pack
+/// directory it is not part of the pack.
+pub const DEFAULT_FILE: &str = crate::source::local::LOCK_FILE;
 
 const HEADER: &str = "# st2packs.lock: exact pack commits and Python requirements, made by \
 `st2pack lock`.\n# Build with `st2pack build --locked FILE`; check it with `st2pack lock \

@@ -75,7 +75,8 @@ pub fn classify(path: &Path) -> Result<LocalKind, LocalError> {
 }
 
 /// Copies `src` into `dest` (which must not exist): directories 0755, files 0644 or 0755 when any
-/// execute bit is set, symlinks as symlinks (never followed), `.git` left out. Sockets, devices and
+/// execute bit is set, symlinks as symlinks (never followed), `.git` and a root [`LOCK_FILE`]
+/// left out. Sockets, devices and
 /// FIFOs are refused, naming the path.
 pub fn copy_tree(src: &Path, dest: &Path) -> Result<(), LocalError> {
     for entry in walk(src) {
@@ -139,12 +140,20 @@ pub fn tree_digest(dir: &Path) -> Result<String, LocalError> {
 
 /// Entries of `dir` in sorted order (so digests do not depend on directory read order), `.git`
 /// left out, symlinks not followed.
+/// The lock file's default name (`st2pack lock`). At the root of a pack directory it is not part
+/// of the pack, like `.git`: a pack repository keeps the lock of its own build there, and a pack
+/// locked by the digest of its content cannot hold that digest.
+pub const LOCK_FILE: &str = "st2packs.lock";
+
 fn walk(dir: &Path) -> impl Iterator<Item = Result<walkdir::DirEntry, LocalError>> {
     WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|entry| entry.depth() == 0 || entry.file_name() != ".git")
+        .filter_entry(|entry| {
+            let name = entry.file_name();
+            entry.depth() == 0 || !(name == ".git" || (entry.depth() == 1 && name == LOCK_FILE))
+        })
         .map(|entry| {
             entry.map_err(|e| {
                 let path = e.path().map(Path::to_path_buf).unwrap_or_default();
@@ -224,6 +233,23 @@ mod tests {
         assert_eq!(first, tree_digest(&src).unwrap());
         fs::set_permissions(src.join("pack.yaml"), fs::Permissions::from_mode(0o755)).unwrap();
         assert_ne!(first, tree_digest(&src).unwrap());
+    }
+
+    #[test]
+    fn the_lock_file_at_the_root_is_not_part_of_the_pack() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        sample(&src);
+        let first = tree_digest(&src).unwrap();
+        fs::write(src.join(LOCK_FILE), "format = 1\n").unwrap();
+        assert_eq!(first, tree_digest(&src).unwrap());
+        // Deeper down, a file of that name is the pack's own.
+        fs::write(src.join("actions").join(LOCK_FILE), "x").unwrap();
+        assert_ne!(first, tree_digest(&src).unwrap());
+        let dest = tmp.path().join("dest");
+        copy_tree(&src, &dest).unwrap();
+        assert!(!dest.join(LOCK_FILE).exists());
+        assert!(dest.join("actions").join(LOCK_FILE).exists());
     }
 
     #[test]
