@@ -459,6 +459,34 @@ mod bad_input {
     }
 
     #[test]
+    fn a_locked_commit_the_source_does_not_have_names_pack_source_and_commit() {
+        let sandbox = Sandbox::new();
+        let home = fresh_home(&sandbox, "a");
+        let repo = pack_repo(sandbox.path(), "hello_st2", &["1.1.0"]);
+        let missing = "0123456789abcdef0123456789abcdef01234567";
+        let file = write(
+            &sandbox,
+            &format!(
+                "format = 1\nrequested = [\"{repo}\"]\n\n[runtime]\nkind = \"native\"\n\
+                 python = \"{version}\"\ninterpreter = \"{PYTHON}\"\n\n[settings]\n\
+                 base_requirements = true\nkeep_pip = false\nonly_binary = false\n\n[[pack]]\n\
+                 name = \"hello_st2\"\nversion = \"1.1.0\"\nsource = \"{repo}\"\n\
+                 ref = \"v1.1.0\"\ncommit = \"{missing}\"\nspecs = [\"{repo}\"]\n",
+                repo = repo.display(),
+                version = python_version(),
+            ),
+        );
+        pack_install(&sandbox, &home, &["--locked", path(&file)])
+            .assert_code(1)
+            .assert_stderr_has(&format!(
+                "hello_st2 (locked: {} at {missing})",
+                repo.display()
+            ))
+            .assert_stderr_has(&format!("no tag, branch or commit \"{missing}\""));
+        assert!(!sandbox.packs().join("hello_st2").exists());
+    }
+
+    #[test]
     fn a_pack_not_in_the_lock_is_refused() {
         let sandbox = Sandbox::new();
         let home = fresh_home(&sandbox, "a");

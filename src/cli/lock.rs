@@ -92,7 +92,10 @@ async fn lock(args: &LockArgs) -> Result<(), Failure> {
         Some(existing) => {
             let differences = diff::differences(&existing, &lock);
             if differences.is_empty() {
-                eprintln!("{file} is up to date ({} packs)", lock.packs.len());
+                eprintln!(
+                    "{file} is up to date ({})",
+                    counted(lock.packs.len(), "pack")
+                );
                 return Ok(());
             }
             Err(failed(format!(
@@ -106,13 +109,18 @@ async fn lock(args: &LockArgs) -> Result<(), Failure> {
                 .map_err(|e| (e.exit_code(), e.to_string()))?;
             let requirements: usize = lock.packs.iter().map(|p| p.requirements.len()).sum();
             eprintln!(
-                "locked {} packs and {requirements} requirements for {} in {file}",
-                lock.packs.len(),
+                "locked {} and {} for {} in {file}",
+                counted(lock.packs.len(), "pack"),
+                counted(requirements, "requirement"),
                 lock.runtime.describe()
             );
             Ok(())
         }
     }
+}
+
+fn counted(count: usize, what: &str) -> String {
+    format!("{count} {what}{}", if count == 1 { "" } else { "s" })
 }
 
 /// Makes `options` install exactly what the lock file `path` holds, refusing a lock made for

@@ -117,3 +117,56 @@ fn pack_differences(old: &LockedPackEntry, new: &LockedPackEntry, found: &mut Ve
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockfile::format::{FORMAT, LockSettings};
+    use crate::pack::pin::RuntimePin;
+
+    fn lock(commit: &str, six: &str, hash: &str) -> LockFile {
+        LockFile {
+            format: FORMAT,
+            requested: vec!["demo".into()],
+            runtime: RuntimePin::default(),
+            settings: LockSettings::default(),
+            packs: vec![LockedPackEntry {
+                name: "demo".into(),
+                version: "1.0.0".into(),
+                source: "https://example.com/demo.git".into(),
+                reference: Some("main".into()),
+                commit: Some(commit.into()),
+                content_digest: None,
+                specs: vec!["demo".into()],
+                dependencies: vec![],
+                requirements_digest: None,
+                requirements: vec![LockedRequirement {
+                    name: "six".into(),
+                    version: Some(six.into()),
+                    url: None,
+                    marker: None,
+                    hashes: vec![hash.into()],
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn names_what_moved() {
+        let old = lock("aaa", "1.16.0", "sha256:1");
+        assert!(differences(&old, &old.clone()).is_empty());
+        let found = differences(&old, &lock("bbb", "1.17.0", "sha256:2"));
+        assert_eq!(
+            found,
+            [
+                "pack demo: commit was aaa, now bbb",
+                "pack demo: requirement six==1.16.0 is now six==1.17.0"
+            ]
+        );
+        let found = differences(&old, &lock("aaa", "1.16.0", "sha256:3"));
+        assert_eq!(
+            found,
+            ["pack demo: the files of requirement six==1.16.0 have other hashes now"]
+        );
+    }
+}

@@ -174,3 +174,99 @@ fn locked_spec(pack: &LockedPackEntry, given: &[PackSpec]) -> PackSpec {
         reference: pack.commit.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lockfile::format::{FORMAT, LockSettings, LockedRequirement};
+
+    fn entry(name: &str, source: &str, dependencies: &[&str]) -> LockedPackEntry {
+        LockedPackEntry {
+            name: name.into(),
+            version: "1.0.0".into(),
+            source: source.into(),
+            reference: Some("v1.0.0".into()),
+            commit: Some(format!("{name:0<40}").replace(|c: char| !c.is_ascii_hexdigit(), "a")),
+            content_digest: None,
+            specs: vec![name.into()],
+            dependencies: dependencies.iter().map(|d| d.to_string()).collect(),
+            requirements_digest: None,
+            requirements: vec![LockedRequirement {
+                name: "six".into(),
+                version: Some("1.16.0".into()),
+                url: None,
+                marker: None,
+                hashes: vec!["sha256:aa".into()],
+            }],
+        }
+    }
+
+    fn lock() -> LockFile {
+        LockFile {
+            format: FORMAT,
+            requested: vec!["app".into()],
+            runtime: RuntimePin::default(),
+            settings: LockSettings::default(),
+            packs: vec![
+                LockedPackEntry {
+                    specs: vec!["https://***@git.example.com/app.git".into()],
+                    ..entry("app", "https://***@git.example.com/app.git", &["lib"])
+                },
+                entry("lib", "./packs/lib", &[]),
+                entry("other", "https://git.example.com/other.git", &[]),
+            ],
+        }
+    }
+
+    fn spec(raw: &str) -> PackSpec {
+        PackSpec::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn no_pack_means_the_whole_lock() {
+        let selection = select(&lock(), Path::new("x.lock"), &[]).unwrap();
+        assert_eq!(selection.specs.len(), 3);
+        assert_eq!(
+            selection.locked["app"].requirements,
+            "six==1.16.0 \\\n    --hash=sha256:aa\n"
+        );
+    }
+
+    #[test]
+    fn a_subset_brings_its_dependencies_at_their_locked_commits() {
+        let token = "https://secret-token@git.example.com/app.git";
+        let selection = select(&lock(), Path::new("x.lock"), &[spec(token)]).unwrap();
+        let names: Vec<&String> = selection.locked.keys().collect();
+        assert_eq!(names, ["app", "lib"]);
+        let app = &selection.specs[0];
+        // The credentials the lock left out come from the spec given with them.
+        assert_eq!(app.git_url_of(), Some(token));
+        assert_eq!(app.reference, lock().packs[0].commit);
+        assert!(!app.to_string().contains("secret"), "{app}");
+        let lib = &selection.specs[1];
+        assert_eq!(
+            lib.source,
+            PackSource::Local {
+                path: "./packs/lib".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_pack_outside_the_lock_is_refused_naming_what_it_holds() {
+        let message = select(&lock(), Path::new("x.lock"), &[spec("nope")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("nope is not in the lock file x.lock"),
+            "{message}"
+        );
+        assert!(message.contains("app, lib, other"), "{message}");
+        let mut broken = lock();
+        broken.packs.remove(1);
+        let message = select(&broken, Path::new("x.lock"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("depends on lib"), "{message}");
+    }
+}
