@@ -3,8 +3,11 @@
 //! virtualenv requirements for the runtime.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use futures_util::future::join_all;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 
 use super::compile::{self, CompileError};
 use super::format::{FORMAT, LockFile, LockSettings, LockedPackEntry};
@@ -65,29 +68,40 @@ pub async fn make(
         .iter()
         .map(|(spec, message)| format!("{spec}: {}", message.replace('\n', "\n  ")))
         .collect();
+    // Each pack's requirements are locked by its own uv run, as many at once as --jobs.
+    let limit = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let locks = resolution.packs.into_iter().map(|resolved| {
+        let (options, python, limit) = (&options, &python, limit.clone());
+        async move {
+            let _permit = limit.acquire().await;
+            let pack = &resolved.pack;
+            let name = pack.name.to_string();
+            let requirements = pack.txn.staged_pack().join("requirements.txt");
+            let spec = install::venv_spec(
+                options,
+                python,
+                &name,
+                requirements.is_file().then_some(requirements),
+            );
+            let locked = async {
+                let pin = install::venv::venv_pin(&spec).map_err(|e| e.to_string())?;
+                let (extra, seed_warnings) =
+                    install::venv::extra_requirements(&spec).map_err(|e| e.to_string())?;
+                let requirements = compile::compile(&name, &spec, &extra)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((pin, seed_warnings, requirements))
+            }
+            .await;
+            (resolved, locked)
+        }
+    });
     let mut warnings = Vec::new();
     let mut packs = Vec::new();
-    for resolved in resolution.packs {
+    for (resolved, locked) in join_all(locks).await {
         let pack = resolved.pack;
         let name = pack.name.to_string();
         warnings.extend(pack.warnings.iter().map(|w| format!("{name}: {w}")));
-        let requirements = pack.txn.staged_pack().join("requirements.txt");
-        let spec = install::venv_spec(
-            &options,
-            &python,
-            &name,
-            requirements.is_file().then_some(requirements),
-        );
-        let locked = async {
-            let pin = install::venv::venv_pin(&spec).map_err(|e| e.to_string())?;
-            let (extra, seed_warnings) =
-                install::venv::extra_requirements(&spec).map_err(|e| e.to_string())?;
-            let requirements = compile::compile(&name, &spec, &extra)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((pin, seed_warnings, requirements))
-        }
-        .await;
         let _ = pack.txn.abandon();
         match locked {
             Ok((pin, seed_warnings, requirements)) => {
