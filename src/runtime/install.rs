@@ -37,6 +37,8 @@ pub struct InstallOptions {
     /// Every requirement is pinned with hashes (a lock file's): refuse any file whose hash
     /// differs (`--require-hashes`).
     pub require_hashes: bool,
+    /// How messages name what is installed, when not by its files (a temporary file).
+    pub described_as: Option<String>,
 }
 
 impl InstallOptions {
@@ -51,11 +53,15 @@ impl InstallOptions {
             cache_dir: None,
             python: None,
             require_hashes: false,
+            described_as: None,
         }
     }
 
     /// How messages name what was asked for.
     fn describe(&self) -> String {
+        if let Some(described) = &self.described_as {
+            return described.clone();
+        }
         let mut parts: Vec<String> = self
             .requirement_files
             .iter()

@@ -87,6 +87,9 @@ pub(crate) async fn build(
         None => spec.requirements.iter().cloned().collect(),
     };
     options.require_hashes = locked.is_some();
+    if locked.is_some() {
+        options.described_as = Some("the lock file's requirements (hash-checked)".to_string());
+    }
     options.wheelhouse = spec.wheelhouse.clone();
     options.no_index = spec.wheelhouse.is_some();
     options.only_binary = spec.only_binary;
