@@ -118,12 +118,23 @@ pub async fn compile_bytecode(
         detail,
     };
     let mut cmd = Command::new(python);
-    // -I: neither the environment nor the current directory (a pack's own dir) shadows stdlib.
-    cmd.args(["-I", "-c", COMPILE_SCRIPT])
+    // Isolated as `-I` would be: no user site (-s), no PYTHON* variable of ours, and not the
+    // current directory (a pack's own) on the path, so nothing shadows the stdlib. But with a
+    // fixed hash seed, which `-I` would ignore: before 3.11, Python marshals a frozenset
+    // constant in hash order, so only a fixed seed gives the same `.pyc` bytes for the same
+    // source on every machine, and so the same image.
+    let script = format!("import sys\ndel sys.path[0]\n{COMPILE_SCRIPT}");
+    cmd.args(["-s", "-c", &script])
         .arg(dir)
         .arg(cache.map(Path::as_os_str).unwrap_or_default())
         .arg(skip.join(","));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PYTHON") {
+            cmd.env_remove(name);
+        }
+    }
     super::installer::sanitize(&mut cmd, dir);
+    cmd.env("PYTHONHASHSEED", "0");
     let output = cmd
         .output()
         .await
