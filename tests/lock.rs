@@ -16,8 +16,8 @@ use st2pack::lockfile::LockFile;
 
 const PYTHON: &str = "/usr/bin/python3";
 
-/// A binary with the sandbox's wheelhouse and the runtime of this machine's interpreter; `home`
-/// holds its caches (st2pack's and uv's), so that a fresh `home` is a machine with empty caches.
+/// A binary with the sandbox's wheelhouse and the runtime of this machine's interpreter (unless
+/// `args` name a runtime image); `home` holds its caches (st2pack's and uv's), so that a fresh `home` is a machine with empty caches.
 fn run(sandbox: &Sandbox, program: &str, home: &Path, args: &[&str]) -> Run {
     let wheelhouse = sandbox.wheelhouse();
     let xdg = home.join("xdg-cache");
@@ -27,8 +27,10 @@ fn run(sandbox: &Sandbox, program: &str, home: &Path, args: &[&str]) -> Run {
         .arg("--cache-dir")
         .arg(home.join("cache"))
         .arg("--wheelhouse")
-        .arg(wheelhouse)
-        .args(["--runtime", "host", "--python", PYTHON]);
+        .arg(wheelhouse);
+    if !args.contains(&"--runtime-image") {
+        command.args(["--runtime", "host", "--python", PYTHON]);
+    }
     Run::from(command.output().unwrap())
 }
 
@@ -325,6 +327,49 @@ fn a_requirement_file_replaced_under_its_name_fails_the_locked_build_and_nothing
         .assert_stderr_has("st2pack-fixture-lib");
     assert!(!sandbox.packs().join("with_reqs").exists());
     assert!(!sandbox.venvs().join("with_reqs").exists());
+}
+
+#[test]
+fn a_lock_for_a_runtime_image_records_its_digest_and_builds_only_for_it() {
+    let sandbox = Sandbox::new();
+    let runtime = common::runtime_image::oci_reference(common::runtime_image::ST2);
+    let dir = sandbox.path().join("with_reqs");
+    copy_fixture("with_reqs", &dir);
+    let lock = sandbox.path().join("st2packs.lock");
+    let home = fresh_home(&sandbox, "locker");
+    let image_args = ["--runtime-image", runtime.as_str()];
+    let mut args = vec!["lock", path(&dir), "-o", path(&lock)];
+    args.extend(image_args);
+    st2pack(&sandbox, &home, &args).assert_ok();
+    let locked = LockFile::read(&lock).unwrap();
+    assert_eq!(locked.runtime.kind, "image");
+    assert_eq!(locked.runtime.python, "3.9");
+    assert!(
+        locked.runtime.image_digest.is_some(),
+        "{:?}",
+        locked.runtime
+    );
+
+    let mut digests = Vec::new();
+    for machine in ["one", "two"] {
+        let home = fresh_home(&sandbox, machine);
+        let layout = home.join("image");
+        let output = format!("oci:{}", layout.display());
+        let mut args = vec!["build", "--locked", path(&lock), "--base", "scratch"];
+        args.extend(["--tag", "st2packs:1", "--output", &output]);
+        args.extend(image_args);
+        let run = st2pack(&sandbox, &home, &args);
+        run.assert_ok();
+        digests.push(run.stdout.trim().to_string());
+    }
+    assert_eq!(digests[0], digests[1]);
+
+    // This machine's interpreter is another runtime.
+    let home = fresh_home(&sandbox, "host");
+    pack_install(&sandbox, &home, &["--locked", path(&lock)])
+        .assert_code(2)
+        .assert_stderr_has("was locked for CPython 3.9 at /usr/bin/python3.9")
+        .assert_stderr_has("this run builds for CPython");
 }
 
 #[test]
