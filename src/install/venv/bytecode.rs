@@ -27,12 +27,13 @@ use super::relocate::walk_error;
 ///
 /// Each `.pyc` records the source's path relative to `dir`: Python replaces a code object's file
 /// name with the real source path when it loads a `.pyc`, so the recorded one only has to be
-/// stable. That makes a `.pyc` depend on nothing but the source, its relative path and the
-/// interpreter, so identical files (pip, setuptools: most of every virtualenv) are compiled once
+/// stable. Its code is marshalled without back-references (format 2), whose use depends on what
+/// the process compiled before. That makes a `.pyc` depend on nothing but the source, its
+/// relative path and the interpreter, so identical files (pip, setuptools: most of every virtualenv) are compiled once
 /// per cache and copied after that. A cached `.pyc` that is used gets its mtime set to now:
 /// its last use, for whoever prunes the cache.
 const COMPILE_SCRIPT: &str = r#"
-import os, sys, hashlib, py_compile, importlib.util, shutil, tempfile
+import os, sys, hashlib, marshal, py_compile, importlib.util, shutil, tempfile
 root, cache = sys.argv[1], sys.argv[2]
 skip = set(p for p in sys.argv[3].split(",") if p)
 mode = py_compile.PycInvalidationMode.CHECKED_HASH
@@ -40,6 +41,16 @@ mode = py_compile.PycInvalidationMode.CHECKED_HASH
 def place(src, dst):
     # Copied, not linked: a cache file shared with an installed tree would change with it.
     shutil.copyfile(src, dst)
+
+def normalize(cfile):
+    # Marshal format 2 has no back-references, which the default format sets by reference
+    # counts (so by what the process compiled before): the same source gives the same bytes in
+    # any process. The 16-byte header (magic, flags, source hash) stays as it is.
+    with open(cfile, "rb") as f:
+        data = f.read()
+    body = marshal.dumps(marshal.loads(data[16:]), 2)
+    with open(cfile, "wb") as f:
+        f.write(data[:16] + body)
 
 def compile_one(path):
     rel = os.path.relpath(path, root)
@@ -49,7 +60,7 @@ def compile_one(path):
         if cache:
             with open(path, "rb") as f:
                 source = f.read()
-            key = hashlib.sha256(importlib.util.MAGIC_NUMBER + b"\0" + rel.encode("utf-8", "surrogateescape") + b"\0" + source).hexdigest()
+            key = hashlib.sha256(b"st2pack-pyc-2\0" + importlib.util.MAGIC_NUMBER + b"\0" + rel.encode("utf-8", "surrogateescape") + b"\0" + source).hexdigest()
             cached = os.path.join(cache, key[:2], key + ".pyc")
             if os.path.exists(cached):
                 os.makedirs(os.path.dirname(cfile), exist_ok=True)
@@ -62,6 +73,7 @@ def compile_one(path):
                     pass
                 return None
         py_compile.compile(path, cfile=cfile, dfile=rel, doraise=True, invalidation_mode=mode)
+        normalize(cfile)
         if key:
             os.makedirs(os.path.dirname(cached), exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cached), suffix=".tmp")
