@@ -373,6 +373,57 @@ fn a_lock_for_a_runtime_image_records_its_digest_and_builds_only_for_it() {
 }
 
 #[test]
+fn a_locked_build_takes_the_layers_of_the_previous_locked_image() {
+    let sandbox = Sandbox::new();
+    let repo = pack_repo(sandbox.path(), "hello_st2", &["1.0.0", "1.1.0"]);
+    let dir = sandbox.path().join("with_reqs");
+    copy_fixture("with_reqs", &dir);
+    let lock = sandbox.path().join("st2packs.lock");
+    let home = fresh_home(&sandbox, "locker");
+    let tagged = format!("file://{}=v1.1.0", repo.display());
+    st2pack(
+        &sandbox,
+        &home,
+        &["lock", &tagged, path(&dir), "-o", path(&lock)],
+    )
+    .assert_ok();
+
+    let build = |machine: &str, extra: &[&str]| {
+        let home = fresh_home(&sandbox, machine);
+        let output = format!("oci:{}:1", home.join("image").display());
+        let mut args = vec![
+            "build",
+            "--locked",
+            path(&lock),
+            "--base",
+            "scratch",
+            "--json",
+        ];
+        args.extend(["--tag", "st2packs:1", "--output", &output]);
+        args.extend_from_slice(extra);
+        let run = st2pack(&sandbox, &home, &args);
+        run.assert_ok();
+        (run.json(), output)
+    };
+    let (first, previous) = build("one", &[]);
+    let (second, _) = build("two", &["--cache-from", &previous]);
+    let sources: Vec<(&str, &str)> = second["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap();
+            (name, p["layer_source"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [("hello_st2", "cache-from"), ("with_reqs", "cache-from")]
+    );
+    assert_eq!(first["digest"], second["digest"]);
+}
+
+#[test]
 fn lock_check_passes_until_the_requirements_change() {
     let sandbox = Sandbox::new();
     let dir = sandbox.path().join("with_reqs");

@@ -270,8 +270,16 @@ fn find<'a>(
 ) -> Option<(&'a Candidate, Vec<PackSpec>)> {
     candidates.iter().find_map(|candidate| {
         let pin = &candidate.record.pin;
+        // A lock file's spec names the commit; the pin records the ref that was locked.
+        let locked_ref = settings
+            .options
+            .locked
+            .as_ref()
+            .and_then(|locked| locked.get(&pin.name))
+            .filter(|entry| entry.commit.is_some() && entry.commit == origin.commit)
+            .map(|entry| &entry.reference);
         let same_origin = pin.source == origin.source
-            && pin.r#ref == origin.reference
+            && pin.r#ref == *locked_ref.unwrap_or(&origin.reference)
             && pin.commit == origin.commit
             && pin.content_digest == origin.content_digest;
         if !same_origin || cached.iter().any(|c| c.record.name == pin.name) {
