@@ -1195,12 +1195,12 @@ fn check_validate_then_build(file: &str, expected_tag: &str) {
         "{file}: --username and --password-stdin, never a password on the command line"
     );
     assert_eq!(
-        build.digest_file.as_deref(),
+        build.result.digest_file.as_deref(),
         Some(Path::new("digest.txt")),
         "{file}: --digest-file"
     );
     assert_eq!(
-        build.helm_values.as_deref(),
+        build.result.helm_values.as_deref(),
         Some(Path::new("st2-packs-values.yaml")),
         "{file}: --helm-values"
     );
@@ -1500,6 +1500,7 @@ fn check_in_cluster_build(file: &str, found: &InClusterBuild) -> PathBuf {
         "{file}: pushes to the chart's registry service, not {tag}"
     );
     let pull_as = build
+        .result
         .pull_as
         .as_deref()
         .unwrap_or_else(|| panic!("{file}: --pull-as, the name nodes pull"));
@@ -1615,12 +1616,12 @@ fn the_tekton_task_builds_and_pushes_in_one_step() {
         "{file}: the cache on the cache workspace"
     );
     assert_eq!(
-        found.build.digest_file.as_deref(),
+        found.build.result.digest_file.as_deref(),
         Some(Path::new("/tekton/results/digest")),
         "{file}: the digest is a result"
     );
     assert_eq!(
-        found.build.helm_values.as_deref(),
+        found.build.result.helm_values.as_deref(),
         Some(Path::new("/tekton/results/helm-values")),
         "{file}: the Helm values are a result"
     );

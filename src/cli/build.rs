@@ -2,7 +2,7 @@
 //! into a [`BuildRequest`], prints the pipeline's events as they happen, and writes what the
 //! user asked for last: the digest, the summary, the chart values.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -10,12 +10,13 @@ use serde::Serialize;
 
 use super::install::{InstallSettings, Placement, print_summary};
 use super::registry_args::RegistryArgs;
+use super::result_args::ResultArgs;
 use super::runtime_args::{self, RuntimeDefault};
 use super::target_args::{TargetArgs, print_written};
-use super::{Failure, failed, run_to_exit_code, usage};
+use super::{Failure, run_to_exit_code, usage};
 use crate::build::{
     self, BaseImage, BuildEvent, BuildOutcome, BuildRequest, CacheRef, LayerOrigin, PackInput,
-    Written, helm,
+    Written,
 };
 use crate::image::layer::{Compression, LayerOptions};
 use crate::install;
@@ -76,28 +77,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "UID:GID")]
     pub chown: Option<String>,
 
-    /// Source repository recorded in the image annotations
-    /// [default: from GITHUB_SERVER_URL/GITHUB_REPOSITORY or CI_PROJECT_URL]
-    #[arg(long, value_name = "URL")]
-    pub source: Option<String>,
-
-    /// Source revision recorded in the image annotations [default: GITHUB_SHA or CI_COMMIT_SHA]
-    #[arg(long, value_name = "REV")]
-    pub revision: Option<String>,
-
-    /// Write the image digest (sha256:...) to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub digest_file: Option<PathBuf>,
-
-    /// Write the st2.packs.images entry for the Helm chart, pinned by digest, to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub helm_values: Option<PathBuf>,
-
-    /// The image name the nodes pull, when not where it was pushed (the chart's in-cluster
-    /// registry: pushed to its service, pulled as localhost:5000/NAME). Used in the printed and
-    /// written Helm values, with the tag and digest of the build.
-    #[arg(long, value_name = "NAME")]
-    pub pull_as: Option<String>,
+    #[command(flatten)]
+    pub result: ResultArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -169,12 +150,7 @@ pub fn run(args: &BuildArgs) -> i32 {
 async fn build(args: &BuildArgs) -> Result<(), Failure> {
     // Everything the user typed is checked before any work starts.
     let (tags, targets) = args.targets.parse()?;
-    let pull_as = args
-        .pull_as
-        .as_deref()
-        .map(helm::parse_pull_as)
-        .transpose()
-        .map_err(|e| usage(e.to_string()))?;
+    args.result.pull_as()?;
     if args.packs.is_empty() && args.root.is_none() && args.locked.is_none() {
         return Err(usage(
             "give the packs to build (st2pack build PACK... --tag REF) or an installed tree (--root DIR)",
@@ -269,8 +245,8 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         targets,
         cache_from,
         layer_options,
-        source: args.source.clone().or_else(ci_source),
-        revision: args.revision.clone().or_else(ci_revision),
+        source: args.result.source(),
+        revision: args.result.revision(),
         jobs: args
             .install
             .jobs
@@ -286,58 +262,13 @@ async fn build(args: &BuildArgs) -> Result<(), Failure> {
         .map_err(|e| (e.exit_code(), e.to_string()))?;
     drop(runtime_image_in_use);
 
-    let digest = &outcome.digest;
-    let helm_values = write_results(
+    args.result.finish(
         &tags,
-        pull_as.as_ref(),
         args.targets.push,
-        args.helm_values.as_deref(),
-        args.digest_file.as_deref(),
-        digest,
-    )?;
-    if args.json {
-        let summary = summary(args, &tags, &outcome, helm_values);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
-    } else {
-        println!("{digest}");
-    }
-    Ok(())
-}
-
-/// What the user needs next, for an image named `tags` with `digest`: the chart values pinned by
-/// the digest (printed after a push, written to `helm_values_file`), and the digest written to
-/// `digest_file`. Returns the values.
-pub(super) fn write_results(
-    tags: &[Reference],
-    pull_as: Option<&Reference>,
-    pushed: bool,
-    helm_values_file: Option<&Path>,
-    digest_file: Option<&Path>,
-    digest: &str,
-) -> Result<Option<String>, Failure> {
-    let helm_values = tags.first().map(|tag| {
-        let image = helm::pulled_image_name(tag, pull_as);
-        helm::packs_image_values(&image, tag.tag().unwrap_or("latest"), digest)
-    });
-    if let Some(values) = &helm_values {
-        if pushed {
-            eprintln!(
-                "\nst2.packs.images entry for the stackstorm-k8s chart (pinned by digest):\n{values}"
-            );
-        }
-        if let Some(file) = helm_values_file {
-            std::fs::write(file, values)
-                .map_err(|e| failed(format!("--helm-values {}: {e}", file.display())))?;
-        }
-    }
-    if let Some(file) = digest_file {
-        std::fs::write(file, format!("{digest}\n"))
-            .map_err(|e| failed(format!("--digest-file {}: {e}", file.display())))?;
-    }
-    Ok(helm_values)
+        &outcome.digest,
+        args.json,
+        |values| summary(args, &tags, &outcome, values),
+    )
 }
 
 /// Shows each step of the pipeline on stderr as it completes.
@@ -427,20 +358,4 @@ fn parse_chown(chown: &str) -> Result<(u64, u64), Failure> {
             "--chown {chown:?}: give numeric ids as UID:GID, e.g. --chown 1000:1000"
         ))
     })
-}
-
-/// `--source` when not given: the CI system's repository URL.
-pub(super) fn ci_source() -> Option<String> {
-    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
-    match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY")) {
-        (Some(server), Some(repository)) => Some(format!("{server}/{repository}")),
-        _ => env("CI_PROJECT_URL"),
-    }
-}
-
-/// `--revision` when not given: the CI system's commit.
-pub(super) fn ci_revision() -> Option<String> {
-    ["GITHUB_SHA", "CI_COMMIT_SHA"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }

@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use super::build::{PushSummary, ci_revision, ci_source, push_summaries, write_results};
+use super::build::{PushSummary, push_summaries};
 use super::registry_args::RegistryArgs;
+use super::result_args::ResultArgs;
 use super::target_args::{TargetArgs, print_written};
 use super::{Failure, run_to_exit_code, usage};
 use crate::build::inspect::ImageName;
 use crate::build::merge::{self, MergeOutcome, MergeRequest};
-use crate::build::{self, BaseImage, BuildEvent, Written, helm};
+use crate::build::{self, BaseImage, BuildEvent, Written};
 use crate::progress::Progress;
 use crate::registry::Reference;
 
@@ -32,31 +33,13 @@ pub struct MergeArgs {
     #[arg(long, value_name = "REF")]
     pub base: Option<String>,
 
-    /// Source repository recorded in the image annotations
-    /// [default: from GITHUB_SERVER_URL/GITHUB_REPOSITORY or CI_PROJECT_URL]
-    #[arg(long, value_name = "URL")]
-    pub source: Option<String>,
-
-    /// Source revision recorded in the image annotations [default: GITHUB_SHA or CI_COMMIT_SHA]
-    #[arg(long, value_name = "REV")]
-    pub revision: Option<String>,
-
-    /// Write the image digest (sha256:...) to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub digest_file: Option<PathBuf>,
-
-    /// Write the st2.packs.images entry for the Helm chart, pinned by digest, to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub helm_values: Option<PathBuf>,
-
-    /// The image name the nodes pull, when not where it was pushed (see st2pack build).
-    #[arg(long, value_name = "NAME")]
-    pub pull_as: Option<String>,
-
     /// The cache, whose blob store holds the layers a local output needs [default:
     /// ~/.cache/st2pack]
     #[arg(long, value_name = "DIR", env = "ST2PACK_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub result: ResultArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -111,12 +94,7 @@ pub fn run(args: &MergeArgs) -> i32 {
 async fn merge_images(args: &MergeArgs) -> Result<(), Failure> {
     // Everything the user typed is checked before any work starts.
     let (tags, targets) = args.targets.parse()?;
-    let pull_as = args
-        .pull_as
-        .as_deref()
-        .map(helm::parse_pull_as)
-        .transpose()
-        .map_err(|e| usage(e.to_string()))?;
+    args.result.pull_as()?;
     let images = args
         .images
         .iter()
@@ -145,8 +123,8 @@ async fn merge_images(args: &MergeArgs) -> Result<(), Failure> {
         base,
         targets,
         created,
-        source: args.source.clone().or_else(ci_source),
-        revision: args.revision.clone().or_else(ci_revision),
+        source: args.result.source(),
+        revision: args.result.revision(),
         cache,
         registry,
         progress,
@@ -156,25 +134,13 @@ async fn merge_images(args: &MergeArgs) -> Result<(), Failure> {
         .map_err(|e| (e.exit_code(), e.to_string()))?;
     print_packs(&outcome);
 
-    let digest = &outcome.digest;
-    let helm_values = write_results(
+    args.result.finish(
         &tags,
-        pull_as.as_ref(),
         args.targets.push,
-        args.helm_values.as_deref(),
-        args.digest_file.as_deref(),
-        digest,
-    )?;
-    if args.json {
-        let summary = summary(args, &tags, &outcome, helm_values);
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
-    } else {
-        println!("{digest}");
-    }
-    Ok(())
+        &outcome.digest,
+        args.json,
+        |values| summary(args, &tags, &outcome, values),
+    )
 }
 
 /// Shows each step of the merge on stderr as it completes.

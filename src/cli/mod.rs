@@ -12,6 +12,7 @@ pub mod install;
 pub mod lock;
 pub mod merge;
 pub mod registry_args;
+pub mod result_args;
 pub mod runtime_args;
 pub mod target_args;
 pub mod validate;
