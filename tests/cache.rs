@@ -81,30 +81,18 @@ impl Fixture {
 
     /// `st2pack build` of the pack into the OCI layout `out`, with the sandbox's cache.
     fn build_command(&self, out: &str) -> Command {
-        let cache = self.sandbox.cache();
-        let wheelhouse = self.sandbox.wheelhouse();
         let layout = self.sandbox.path().join(out);
-        st2pack_command(
-            &self.sandbox,
-            &[
-                "build",
-                &format!("file://{}", self.repo.display()),
-                "--cache-dir",
-                cache.to_str().unwrap(),
-                "--wheelhouse",
-                wheelhouse.to_str().unwrap(),
-                "--python",
-                "/usr/bin/python3",
-                "--runtime",
-                "host",
-                "--base",
-                &format!("oci:{}:1", self.base.display()),
-                "--tag",
-                "st2packs:1.0",
-                "--output",
-                &format!("oci:{}", layout.display()),
-            ],
-        )
+        let mut command = self.sandbox.build_command(&self.sandbox.cache(), &[]);
+        command.args([
+            &format!("file://{}", self.repo.display()),
+            "--base",
+            &format!("oci:{}:1", self.base.display()),
+            "--tag",
+            "st2packs:1.0",
+            "--output",
+            &format!("oci:{}", layout.display()),
+        ]);
+        command
     }
 
     /// Builds into `out`, checks the image with skopeo, and returns its digest.

@@ -27,21 +27,8 @@ fn build(sandbox: &Sandbox, cache: &Path, args: &[&str]) -> Run {
 
 /// [`build`] with environment variables.
 fn build_with(sandbox: &Sandbox, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let wheelhouse = sandbox.wheelhouse();
-    let mut all = vec![
-        "build",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--wheelhouse",
-        wheelhouse.to_str().unwrap(),
-        "--python",
-        "/usr/bin/python3",
-        "--runtime",
-        "host",
-    ];
-    all.extend_from_slice(args);
-    let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), env);
-    command.args(&all);
+    let mut command = sandbox.build_command(cache, env);
+    command.args(args);
     Run::from(command.output().unwrap())
 }
 

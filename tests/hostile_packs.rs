@@ -160,21 +160,11 @@ fn a_build_never_puts_a_host_file_into_an_image() {
     let layout = sandbox.path().join("layout");
     let root = sandbox.path().join("root");
     let cache = sandbox.cache();
-    let wheelhouse = sandbox.wheelhouse();
-    let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
+    let mut command = sandbox.build_command(&cache, &[]);
     command.args([
-        "build",
         pack.to_str().unwrap(),
         "--root",
         root.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--wheelhouse",
-        wheelhouse.to_str().unwrap(),
-        "--python",
-        "/usr/bin/python3",
-        "--runtime",
-        "host",
         "--base",
         "scratch",
         "--tag",

@@ -23,21 +23,9 @@ fn st2pack(sandbox: &Sandbox, args: &[&str]) -> Run {
 /// `st2pack build` with the sandbox's cache and offline wheelhouse, and Debian's interpreter
 /// (under /usr, so it can be bind-mounted into the unpacked image).
 fn build(sandbox: &Sandbox, args: &[&str]) -> Run {
-    let cache = sandbox.cache();
-    let wheelhouse = sandbox.wheelhouse();
-    let mut all = vec![
-        "build",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--wheelhouse",
-        wheelhouse.to_str().unwrap(),
-        "--python",
-        "/usr/bin/python3",
-        "--runtime",
-        "host",
-    ];
-    all.extend_from_slice(args);
-    st2pack(sandbox, &all)
+    let mut command = sandbox.build_command(&sandbox.cache(), &[]);
+    command.args(args);
+    Run::from(command.output().unwrap())
 }
 
 /// `st2pack merge` with a cache directory of its own (empty unless a test filled it).

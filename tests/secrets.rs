@@ -70,20 +70,10 @@ fn a_token_as_the_url_user_is_hidden_in_output_records_and_image_labels() {
     // A build: the image label and every blob.
     let layout = sandbox.path().join("layout");
     let cache = sandbox.cache();
-    let wheelhouse = sandbox.wheelhouse();
-    let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
+    let mut command = sandbox.build_command(&cache, &[]);
     command.args([
-        "build",
         "--no-base-requirements",
         &format!("{url}=v1.1.0"),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--wheelhouse",
-        wheelhouse.to_str().unwrap(),
-        "--python",
-        "/usr/bin/python3",
-        "--runtime",
-        "host",
         "--base",
         "scratch",
         "--tag",

@@ -147,6 +147,21 @@ impl Sandbox {
         command
     }
 
+    /// `st2pack build` offline, for this machine's Python: the cache directory `cache`, the
+    /// sandbox's wheelhouse, Debian's interpreter (under /usr, so that it can be bind-mounted
+    /// into an unpacked image) and `--runtime host`. The test adds packs, base and targets.
+    pub fn build_command(&self, cache: &Path, env: &[(&str, &str)]) -> Command {
+        let mut command = self.command(env!("CARGO_BIN_EXE_st2pack"), env);
+        command
+            .arg("build")
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg("--wheelhouse")
+            .arg(self.wheelhouse())
+            .args(["--python", "/usr/bin/python3", "--runtime", "host"]);
+        command
+    }
+
     /// A binary with a clean environment: no st2.conf, no ST2_* overrides, no PYTHONPATH.
     pub fn command(&self, program: &str, env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(program);
