@@ -89,23 +89,17 @@ fn describe_available(versions: &[String], branches: &[String]) -> String {
     }
 }
 
-/// Resolves `reference` (default: the remote's default branch) on the remote at `url`, fetching
-/// it into the cache mirror unless the mirror already holds that commit.
-pub fn fetch_remote(
-    url: &str,
-    reference: Option<&str>,
-    opts: &GitOptions,
-) -> Result<ResolvedCommit, GitError> {
+/// The cache's bare mirror of `url` (made when missing), its lock held by the returned file:
+/// two processes sharing the cache must not fetch into the same mirror at once.
+fn open_mirror(url: &str, opts: &GitOptions) -> Result<(Repository, fs::File, PathBuf), GitError> {
     set_timeouts_once();
-    let shown = redact_url(url);
     let mirror_path = opts.cache_dir.join(mirror_dir_name(url));
     let local_err = |message: String| GitError::Local {
         path: mirror_path.clone(),
         message,
     };
     fs::create_dir_all(&mirror_path).map_err(|e| local_err(e.to_string()))?;
-    // Two processes sharing the cache must not fetch into the same mirror at once.
-    let _lock =
+    let lock =
         lock_file(&mirror_path.with_extension("lock")).map_err(|e| local_err(e.to_string()))?;
     let repo = match Repository::open_bare(&mirror_path) {
         Ok(repo) => repo,
@@ -113,6 +107,18 @@ pub fn fetch_remote(
             Repository::init_bare(&mirror_path).map_err(|e| local_err(e.message().to_string()))?
         }
     };
+    Ok((repo, lock, mirror_path))
+}
+
+/// Resolves `reference` (default: the remote's default branch) on the remote at `url`, fetching
+/// it into the cache mirror unless the mirror already holds that commit.
+pub fn fetch_remote(
+    url: &str,
+    reference: Option<&str>,
+    opts: &GitOptions,
+) -> Result<ResolvedCommit, GitError> {
+    let shown = redact_url(url);
+    let (repo, _lock, mirror_path) = open_mirror(url, opts)?;
 
     let advertised = list_remote(&repo, url, opts)?;
     let wanted = match resolve_ref(&advertised, reference) {
@@ -168,22 +174,8 @@ pub fn resolve_remote(
     reference: Option<&str>,
     opts: &GitOptions,
 ) -> Result<Option<(String, String)>, GitError> {
-    set_timeouts_once();
     let shown = redact_url(url);
-    let mirror_path = opts.cache_dir.join(mirror_dir_name(url));
-    let local_err = |message: String| GitError::Local {
-        path: mirror_path.clone(),
-        message,
-    };
-    fs::create_dir_all(&mirror_path).map_err(|e| local_err(e.to_string()))?;
-    let _lock =
-        lock_file(&mirror_path.with_extension("lock")).map_err(|e| local_err(e.to_string()))?;
-    let repo = match Repository::open_bare(&mirror_path) {
-        Ok(repo) => repo,
-        Err(_) => {
-            Repository::init_bare(&mirror_path).map_err(|e| local_err(e.message().to_string()))?
-        }
-    };
+    let (repo, _lock, mirror_path) = open_mirror(url, opts)?;
     let advertised = list_remote(&repo, url, opts)?;
     let found = match resolve_ref(&advertised, reference) {
         Ok(found) => found,
@@ -197,7 +189,10 @@ pub fn resolve_remote(
     let commit = match advertised.peeled.iter().find(|p| p.name == found.ref_name) {
         Some(peeled) => peeled.oid,
         None => match repo.find_object(found.oid, None) {
-            Ok(_) => peel_to_commit(&repo, found.oid).map_err(local_err)?,
+            Ok(_) => peel_to_commit(&repo, found.oid).map_err(|message| GitError::Local {
+                path: mirror_path.clone(),
+                message,
+            })?,
             Err(_) => found.oid,
         },
     };
