@@ -10,8 +10,9 @@ use crate::registry::{Credentials, Reference, RegistryClient, RegistryOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
-    /// Allow plain HTTP (and send credentials over it) to the registries named in --tag and
-    /// --base; registries on this machine (localhost, 127.0.0.0/8) always may.
+    /// Allow plain HTTP (and send credentials over it) to the registries this command names:
+    /// --tag, --base, --runtime-image, --cache-from, and the images merged; registries on this
+    /// machine (localhost, 127.0.0.0/8) always may.
     #[arg(long)]
     pub insecure: bool,
 
