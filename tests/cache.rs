@@ -350,11 +350,12 @@ fn a_build_marks_the_entries_it_uses_as_used() {
     let before = fixture.info();
     // Bytecode shares its files with the installed virtualenvs, whose times the layer cache
     // watches: it is left as it is.
-    let reused = ["git", "blobs", "layers", "build-roots"];
+    let reused = ["git", "virtualenvs", "blobs", "layers", "build-roots"];
     for name in reused {
         age(&entry_paths(&before, name), 40);
     }
-    // Nothing changed: the pack is not reinstalled, its layer comes from the layer cache.
+    // Nothing changed: the pack is not reinstalled (its cached virtualenv is still the one in
+    // place, so it counts as used), and its layer comes from the layer cache.
     assert_eq!(fixture.build("again"), digest);
     cache(&fixture.sandbox, &["prune", "--older-than", "30"]).assert_ok();
     let after = fixture.info();

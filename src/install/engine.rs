@@ -637,6 +637,9 @@ async fn prepare(
         && PackPin::read(&installed_pack).is_some_and(|old| old.same_install_as(&pin))
         && venv::is_intact(&installed_venv);
     if unchanged {
+        if let Some(key) = pin.virtualenv_key() {
+            venv::mark_cache_entry_used(&spec, key);
+        }
         return Ok(Prepared::Unchanged {
             python_version: python.version.clone(),
         });

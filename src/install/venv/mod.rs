@@ -246,6 +246,16 @@ pub fn sanitized_command(program: &Path, cwd: &Path) -> tokio::process::Command 
     command
 }
 
+/// Marks the cached virtualenv of `spec` (if any) as used now: an install that finds the same
+/// virtualenv already in place still relies on the entry, so a prune by last use must keep it.
+pub fn mark_cache_entry_used(spec: &VenvSpec, key: &str) {
+    if let Some(dir) = &spec.cache_dir
+        && cache::lookup(dir, key).is_some()
+    {
+        crate::cache::mark_used(&dir.join(key));
+    }
+}
+
 /// uv on PATH, if there is one.
 pub fn find_uv() -> Option<PathBuf> {
     python::find_on_path("uv".as_ref())
