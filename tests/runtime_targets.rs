@@ -174,6 +174,18 @@ fn copied_by_the_chart(reference: &str, work: &Path) -> PathBuf {
     upper
 }
 
+/// No `.pyc` of another Python than bullseye's 3.9.
+fn assert_only_for_python_3_9(bytecode: &[PathBuf]) {
+    let foreign: Vec<_> = bytecode
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains(".cpython-39."))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "bytecode of another Python: {foreign:?}"
+    );
+}
+
 /// Every `.pyc` under `dir`.
 fn bytecode_files(dir: &Path) -> Vec<PathBuf> {
     WalkDir::new(dir)
@@ -282,14 +294,7 @@ fn a_described_runtime_with_bytecode_from_its_own_python_runs_in_bullseye() {
             .iter()
             .any(|p| p.ends_with("site-packages/__pycache__/greeter.cpython-39.pyc"))
     );
-    let foreign: Vec<_> = bytecode
-        .iter()
-        .filter(|p| !p.to_string_lossy().contains(".cpython-39."))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "bytecode of another Python: {foreign:?}"
-    );
+    assert_only_for_python_3_9(&bytecode);
     assert_no_build_paths(&upper, &sandbox);
     assert_runs_in_bullseye(&upper, &["first", "second"]);
 
@@ -652,14 +657,7 @@ fn a_runtime_image_from_the_registry_builds_with_its_own_interpreter_and_runs_in
             .iter()
             .any(|p| p.ends_with("packs/second/actions/__pycache__/act.cpython-39.pyc"))
     );
-    let foreign: Vec<_> = bytecode
-        .iter()
-        .filter(|p| !p.to_string_lossy().contains(".cpython-39."))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "bytecode of another Python: {foreign:?}"
-    );
+    assert_only_for_python_3_9(&bytecode);
     assert_no_build_paths(&upper, &sandbox);
     assert_runs_in_bullseye(&upper, &["first", "second"]);
 

@@ -259,8 +259,8 @@ pub async fn apply(
     registry: &RegistryClient,
     cache: &Cache,
 ) -> Result<Option<ImageRuntime>, Failure> {
-    let chosen = match flags.choose(default, &options.python).await? {
-        Choice::Ready(chosen) => *chosen,
+    let (mut chosen, image) = match flags.choose(default, &options.python).await? {
+        Choice::Ready(chosen) => (*chosen, None),
         Choice::Image {
             reference,
             interpreter,
@@ -269,22 +269,23 @@ pub async fn apply(
                 .await
                 .map_err(|e| (e.exit_code(), e.to_string()))?;
             let build = image_build(&image);
-            eprintln!(
+            let message = format!(
                 "note: building the virtualenvs with the runtime image {} ({}): {}",
                 image.image.reference,
                 image.image.digest,
                 build.pin.describe()
             );
-            options.system_site_packages |= build.target.system_site_packages;
-            options.runtime = VenvRuntime::Target(Box::new(build));
-            return Ok(Some(image));
+            let chosen = ChosenRuntime {
+                runtime: VenvRuntime::Target(Box::new(build)),
+                message: Some(message),
+            };
+            (chosen, Some(image))
         }
     };
-    let mut chosen = chosen;
     if let VenvRuntime::Target(build) = &chosen.runtime {
         // st2's default `virtualenv_opts` is --system-site-packages.
         options.system_site_packages |= build.target.system_site_packages;
-        if build.uv_python.is_none() && is_here(&build.target).await {
+        if image.is_none() && is_here(&build.target).await {
             options.python = build.target.interpreter.clone();
             chosen.message = Some(format!(
                 "note: {} is the runtime's own interpreter ({}): building natively",
@@ -298,7 +299,7 @@ pub async fn apply(
         eprintln!("{message}");
     }
     options.runtime = chosen.runtime;
-    Ok(None)
+    Ok(image)
 }
 
 /// The virtualenvs of a runtime image are built for its interpreter's facts, by that

@@ -160,15 +160,13 @@ fn inputs_digest(
             target.st2_site_packages.as_deref(),
         );
         h.field("target.kind", build.pin.kind.as_bytes());
-        h.field(
-            "target.image_digest",
-            build.pin.image_digest.as_deref().unwrap_or("").as_bytes(),
-        );
+        let image_digest = build.pin.image_digest.as_deref();
+        h.field("target.image_digest", image_digest.unwrap_or("").as_bytes());
         // An image's launcher lives in a temporary directory; the image digest stands for it.
         let bytecode = build
             .bytecode_python
             .as_deref()
-            .filter(|_| build.pin.kind != "image");
+            .filter(|_| image_digest.is_none());
         h.path("target.bytecode_python", bytecode);
         h.field(
             "target.bytecode",
