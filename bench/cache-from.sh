@@ -6,18 +6,20 @@
 #
 # Five packs (bench_a..bench_e, copies of fixtures/packs/hello_st2 with real PyPI requirements,
 # each a git repository) are built into an image on a busybox base (`st2pack base-image`) and
-# pushed to a local docker-registry as REG/bench/packs:prev. Then one pack gets a new commit, and
-# each run copies the previous image into two new repositories (blobs mounted, manifest put:
-# registry API calls, not timed) and times, on a fresh empty --cache-dir each (a CI runner that
-# starts empty):
+# pushed to a local docker-registry as REG/bench/packs:prev. Then one pack gets a new commit (to
+# its code; later, to its requirements), and each run copies the previous image into two new
+# repositories (blobs mounted, manifest put: registry API calls, not timed) and times, on a fresh
+# empty --cache-dir each (a CI runner that starts empty):
 #
-#   full        st2pack build PACKS... --tag REG/bench/full-N:cur --push
-#   cache-from  st2pack build PACKS... --tag REG/bench/cf-N:cur --push --cache-from REG/bench/cf-N:prev
+#   full        st2pack build PACKS... --tag REG/bench/CHANGE-full-N:cur --push
+#   cache-from  st2pack build PACKS... --tag REG/bench/CHANGE-cf-N:cur --push \
+#                 --cache-from REG/bench/CHANGE-cf-N:prev
 #
 # Each pushes to the repository its previous image is in, as a pipeline does, so both upload the
-# same blobs (the changed layer and the config) whichever runs first. The full build
+# same blobs (the changed layers and the config) whichever runs first. The full build
 # installs and layers all five packs; the cache-from build reads the previous image's manifest and
-# config, installs and layers the changed pack only. Both must give the same image digest (checked).
+# config, installs and layers the changed pack only (and after a code change, takes its
+# virtualenv's layer). Both must give the same image digest (checked).
 # Every virtualenv comes from one local wheelhouse (downloaded once from PyPI, pinned by
 # bench/constraints.txt), so PyPI's latency is not measured. Each measurement is repeated
 # BENCH_RUNS times, the two alternating which goes first; medians are reported.
@@ -292,6 +294,66 @@ median() {
 }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
 
+# A JSON field of the build summary $1 (a Python expression of `s`).
+summary_field() {
+  "$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1])); print('"$2"')' "$1"
+}
+
+# Both builds of scenario $1 (after the change it names), RUNS times, against the previous image
+# $2 (REPO:TAG); the medians and the last run's facts go into variables prefixed with $1.
+run_scenario() {
+  local name=$1 previous=$2
+  local full=() cached=() full_cpu=() cached_cpu=() noop=() noop_cpu=() runs_table i first kind
+  runs_table="| run | load at start | order | full wall / CPU (s) | cache-from wall / CPU (s) |"$'\n'"|---|---:|---|---:|---:|"
+  for ((i = 1; i <= RUNS; i++)); do
+    local load
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    if ((i % 2)); then first=full; else first=cache-from; fi
+    copy_image "$previous" "bench/$name-full-$i"
+    copy_image "$previous" "bench/$name-cf-$i"
+    for kind in $([[ $first == full ]] && echo "full cache-from" || echo "cache-from full"); do
+      if [[ $kind == full ]]; then
+        build "$SCRATCH/cache" "$LOGS/$name-full-$i" --tag "$REG/bench/$name-full-$i:cur" --json
+        full+=("$LAST_WALL") full_cpu+=("$LAST_CPU")
+      else
+        local logged
+        logged=$(wc -l <"$ACCESS_LOG")
+        build "$SCRATCH/cache" "$LOGS/$name-cf-$i" --tag "$REG/bench/$name-cf-$i:cur" --json \
+          --cache-from "$REG/bench/$name-cf-$i:prev"
+        cached+=("$LAST_WALL") cached_cpu+=("$LAST_CPU")
+        printf -v "${name}_REQUESTS" '%s' "$(request_counts "$logged")"
+      fi
+      say "$name run $i $kind: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
+    done
+    runs_table+=$'\n'"| $i | $load | $first first | ${full[i - 1]} / ${full_cpu[i - 1]} | ${cached[i - 1]} / ${cached_cpu[i - 1]} |"
+    # For context, what --cache-from costs by itself: the same build again from the image just
+    # made, every layer taken.
+    build "$SCRATCH/cache" "$LOGS/$name-noop-$i" --tag "$REG/bench/$name-cf-$i:again" --json \
+      --cache-from "$REG/bench/$name-cf-$i:cur"
+    noop+=("$LAST_WALL") noop_cpu+=("$LAST_CPU")
+    say "$name run $i nothing changed: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
+    [[ $(summary_field "$LOGS/$name-full-$i.out" 's["digest"]') == \
+      "$(summary_field "$LOGS/$name-cf-$i.out" 's["digest"]')" ]] ||
+      die "$name: the cache-from build's digest differs from the full build's"
+  done
+  local last="$LOGS/$name-cf-$RUNS.out"
+  # shellcheck disable=SC2086
+  {
+    printf -v "${name}_FULL" '%s' "$(median ${full[*]})"
+    printf -v "${name}_FULL_CPU" '%s' "$(median ${full_cpu[*]})"
+    printf -v "${name}_CACHED" '%s' "$(median ${cached[*]})"
+    printf -v "${name}_CACHED_CPU" '%s' "$(median ${cached_cpu[*]})"
+    printf -v "${name}_NOOP" '%s' "$(median ${noop[*]})"
+    printf -v "${name}_NOOP_CPU" '%s' "$(median ${noop_cpu[*]})"
+  }
+  printf -v "${name}_RUNS_TABLE" '%s' "$runs_table"
+  printf -v "${name}_TAKEN" '%s' "$(summary_field "$last" \
+    'sum(l["layer_source"] == "cache-from" for p in s["packs"] for l in [p, p["virtualenv"]])')"
+  printf -v "${name}_UPLOADED" '%s' "$(summary_field "$last" 's["pushed"][0]["uploaded"]')"
+  printf -v "${name}_FULL_UPLOADED" '%s' \
+    "$(summary_field "$LOGS/$name-full-$RUNS.out" 's["pushed"][0]["uploaded"]')"
+}
+
 measure() {
   BASE="$REG/bench/busybox:1"
 
@@ -301,99 +363,72 @@ measure() {
   build "$SCRATCH/cache" "$LOGS/prev" --tag "$REG/bench/packs:prev"
   PREVIOUS=$(cat "$LOGS/prev.out")
 
+  # A commit to the pack's own files (its version, in pack.yaml), not to its requirements.
   sed -i 's/^version: .*/version: 1.0.1/' "$SRC/$CHANGED_PACK/pack.yaml"
   commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK 1.0.1"
-  say "changed: $CHANGED_PACK (new commit)"
+  say "changed: $CHANGED_PACK's code (new commit)"
+  run_scenario code bench/packs:prev
 
-  FULL=() CACHED=() FULL_CPU=() CACHED_CPU=() NOOP=() NOOP_CPU=() LOADS=() ORDER=() DIGESTS_EQUAL=yes
-  local i first
-  for ((i = 1; i <= RUNS; i++)); do
-    LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
-    if ((i % 2)); then first=full; else first=cache-from; fi
-    ORDER+=("$first first")
-    copy_image bench/packs:prev "bench/full-$i"
-    copy_image bench/packs:prev "bench/cf-$i"
-    local kind
-    for kind in $([[ $first == full ]] && echo "full cache-from" || echo "cache-from full"); do
-      if [[ $kind == full ]]; then
-        build "$SCRATCH/cache" "$LOGS/full-$i" --tag "$REG/bench/full-$i:cur" --json
-        FULL+=("$LAST_WALL") FULL_CPU+=("$LAST_CPU")
-      else
-        local logged
-        logged=$(wc -l <"$ACCESS_LOG")
-        build "$SCRATCH/cache" "$LOGS/cf-$i" --tag "$REG/bench/cf-$i:cur" --json \
-          --cache-from "$REG/bench/cf-$i:prev"
-        CACHED+=("$LAST_WALL") CACHED_CPU+=("$LAST_CPU")
-        CF_REQUESTS=$(request_counts "$logged")
-      fi
-      say "run $i $kind: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
-    done
-    # For context, what --cache-from costs by itself: the same build again from the image just
-    # made, every layer taken.
-    build "$SCRATCH/cache" "$LOGS/noop-$i" --tag "$REG/bench/cf-$i:again" --json \
-      --cache-from "$REG/bench/cf-$i:cur"
-    NOOP+=("$LAST_WALL") NOOP_CPU+=("$LAST_CPU")
-    say "run $i nothing changed: ${LAST_WALL} s (CPU ${LAST_CPU} s)"
-    local full_digest cf_digest
-    full_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/full-$i.out")
-    cf_digest=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$LOGS/cf-$i.out")
-    [[ $full_digest == "$cf_digest" ]] || DIGESTS_EQUAL=no
-    TAKEN=$("$PYTHON" -c 'import json,sys; print(sum(p["layer_source"] == "cache-from" for p in json.load(open(sys.argv[1]))["packs"]))' "$LOGS/cf-$i.out")
-    UPLOADED=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pushed"][0]["uploaded"])' "$LOGS/cf-$i.out")
-    FULL_UPLOADED=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pushed"][0]["uploaded"])' "$LOGS/full-$i.out")
-  done
-  [[ $DIGESTS_EQUAL == yes ]] || die "the cache-from build's digest differs from the full build's"
+  # Then a commit to its requirements (one more line, a package already among its
+  # dependencies): its virtualenv is built again whatever the cache.
+  printf 'six==1.17.0\n' >>"$SRC/$CHANGED_PACK/requirements.txt"
+  commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK requirements"
+  say "changed: $CHANGED_PACK's requirements (new commit)"
+  run_scenario requirements "bench/code-full-$RUNS:cur"
 }
 
 render() {
-  local full cached percent met commit full_cpu cached_cpu
-  # shellcheck disable=SC2086
-  full=$(median ${FULL[*]}) cached=$(median ${CACHED[*]})
-  # shellcheck disable=SC2086
-  full_cpu=$(median ${FULL_CPU[*]}) cached_cpu=$(median ${CACHED_CPU[*]})
-  local noop noop_cpu
-  # shellcheck disable=SC2086
-  noop=$(median ${NOOP[*]}) noop_cpu=$(median ${NOOP_CPU[*]})
-  percent=$(pct "$cached" "$full")
-  met=$(awk -v p="$percent" -v t="$TARGET_PCT" 'BEGIN { print (p <= t) ? "yes" : "no" }')
+  local commit code_pct code_cpu_pct req_pct req_cpu_pct met
+  code_pct=$(pct "$code_CACHED" "$code_FULL")
+  code_cpu_pct=$(pct "$code_CACHED_CPU" "$code_FULL_CPU")
+  req_pct=$(pct "$requirements_CACHED" "$requirements_FULL")
+  req_cpu_pct=$(pct "$requirements_CACHED_CPU" "$requirements_FULL_CPU")
+  met=$(awk -v p="$code_pct" -v t="$TARGET_PCT" 'BEGIN { print (p <= t) ? "yes" : "no" }')
   if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
     [[ -z $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] || commit+=" + uncommitted changes"
   fi
-  local runs_table="| run | load at start | order | full wall / CPU (s) | cache-from wall / CPU (s) |"$'\n'"|---|---:|---|---:|---:|"
-  local i
-  for ((i = 0; i < RUNS; i++)); do
-    runs_table+=$'\n'"| $((i + 1)) | ${LOADS[i]} | ${ORDER[i]} | ${FULL[i]} / ${FULL_CPU[i]} | ${CACHED[i]} / ${CACHED_CPU[i]} |"
-  done
   cat <<EOF
 $MARK_START
 ## Registry as the cache: \`--cache-from\` (written by \`bash bench/cache-from.sh\`)
 
 **What is measured.** Five packs (bench_a..bench_e: the hello_st2 fixture with real PyPI
 requirements, from one local wheelhouse, each a git repository) on a busybox base. The previous
-image of all five is in a local docker-registry; then $CHANGED_PACK gets a new commit. On an
-empty cache directory each time (a CI runner that starts empty), in the same run: a full build,
-and a build with \`--cache-from\` the previous image, each pushing to a copy of the previous
-image's repository. Median of $RUNS runs, alternating which goes first. Both gave the same image
-digest ($DIGESTS_EQUAL); the cache-from build took $TAKEN of 5 layers from the previous image and
-uploaded $UPLOADED blobs (the changed pack's layer and the config; the full build: $FULL_UPLOADED).
-CPU is user + sys of st2pack and every program it ran (uv, Python), less sensitive than wall
-time to the other load on the machine.
+image of all five is in a local docker-registry; then $CHANGED_PACK gets a new commit: first to
+its code (its version in pack.yaml), then, against the image of that, to its requirements (one
+more line). For each change, on an empty cache directory each time (a CI runner that starts
+empty), in the same run: a full build, and a build with \`--cache-from\` the previous image, each
+pushing to a copy of the previous image's repository. Median of $RUNS runs, alternating which goes
+first. Each pair gave the same image digest (checked). After the code change the cache-from build
+took $code_TAKEN of the 10 pack layers (each pack has two: its virtualenv's and its own) from the
+previous image and uploaded $code_UPLOADED blobs (the changed pack's own layer and the config; the
+full build: $code_FULL_UPLOADED); after the requirements change it took $requirements_TAKEN and
+uploaded $requirements_UPLOADED. CPU is user + sys of st2pack and every program it ran (uv,
+Python), less sensitive than wall time to the other load on the machine.
 
 | build (5 packs, 1 changed, empty cache dir) | wall (s) | CPU (s) |
 |---|---:|---:|
-| full build | $full | $full_cpu |
-| \`--cache-from\` the previous image | $cached | $cached_cpu |
-| **cache-from / full** | **${percent} %** (target ≤ ${TARGET_PCT} %: $met) | $(pct "$cached_cpu" "$full_cpu") % |
-| for context: \`--cache-from\` with nothing changed (every layer taken) | $noop | $noop_cpu |
+| **one pack's code changed:** full build | $code_FULL | $code_FULL_CPU |
+| \`--cache-from\` the previous image | $code_CACHED | $code_CACHED_CPU |
+| **cache-from / full** | **${code_pct} %** (target ≤ ${TARGET_PCT} %: $met) | ${code_cpu_pct} % |
+| **one pack's requirements changed:** full build | $requirements_FULL | $requirements_FULL_CPU |
+| \`--cache-from\` the previous image | $requirements_CACHED | $requirements_CACHED_CPU |
+| **cache-from / full** | **${req_pct} %** | ${req_cpu_pct} % |
+| for context: \`--cache-from\` with nothing changed (every layer taken) | $code_NOOP | $code_NOOP_CPU |
 
-$runs_table
+Runs after the code change:
 
-Registry requests of the last cache-from build (from the registry's access log; a blob \`GET\`
-of \`bench/busybox\` is the base, pulled on an empty cache directory as by every build):
+$code_RUNS_TABLE
+
+Runs after the requirements change:
+
+$requirements_RUNS_TABLE
+
+Registry requests of the last cache-from build after the code change (from the registry's access
+log; a blob \`GET\` of \`bench/busybox\` is the base's config):
 
 | request (repository) -> status | count |
 |---|---:|
-$CF_REQUESTS
+$code_REQUESTS
 
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: ${commit:-unknown}
 * machine: $(nproc) CPUs, $(uname -sr), load average after: $(cut -d' ' -f1-3 /proc/loadavg)

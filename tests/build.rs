@@ -101,7 +101,8 @@ fn the_charts_copy_step_works_on_a_pushed_image_and_a_non_root_user_can_use_it()
     assert_eq!(entry["name"], "packs");
     assert_eq!(entry["tag"].as_str().unwrap(), format!("1.0@{digest}"));
 
-    // An independent reader sees the digest, the pack label and one layer per pack on the base.
+    // An independent reader sees the digest, the pack label and two layers per pack (its
+    // virtualenv's, its own) on the base.
     let inspected: serde_json::Value = serde_json::from_str(&skopeo(&[
         "inspect",
         "--tls-verify=false",
@@ -109,7 +110,7 @@ fn the_charts_copy_step_works_on_a_pushed_image_and_a_non_root_user_can_use_it()
     ]))
     .unwrap();
     assert_eq!(inspected["Digest"], digest.as_str());
-    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3);
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 5);
     let label: serde_json::Value = serde_json::from_str(
         inspected["Labels"]["org.stackstorm.st2pack.packs"]
             .as_str()
@@ -283,12 +284,12 @@ fn after_changing_one_pack_exactly_one_layer_blob_is_uploaded() {
         .collect();
     assert_eq!(reused, [false, true], "only hello_st2's layer is rebuilt");
     // Reinstalled at its new version, the pack kept its virtualenv (linked again from the
-    // installer's cache), whose compressed bytes were copied rather than compressed again.
-    let compressed = |summary: &serde_json::Value| {
-        summary["packs"][0]["layer_bytes_compressed"]
-            .as_u64()
-            .unwrap()
-    };
+    // installer's cache): the same layer, whose compressed bytes were copied rather than
+    // compressed again.
+    let venv = |summary: &serde_json::Value| summary["packs"][0]["virtualenv"].clone();
+    assert_eq!(venv(&summary)["layer"], venv(&first.json())["layer"]);
+    let compressed =
+        |summary: &serde_json::Value| venv(summary)["layer_bytes_compressed"].as_u64().unwrap();
     assert!(
         compressed(&summary) * 10 < compressed(&first.json()),
         "{} of {} bytes compressed again",
@@ -452,10 +453,11 @@ fn kind_load_imports_the_docker_archive_into_containerd() {
         .find(|line| line.starts_with("registry.example.com/st2/packs:kind "))
         .unwrap_or_else(|| panic!("the tag was not imported: {images}"));
     assert!(line.contains(&digest), "{line} is not {digest}");
-    // Unpacked too: containerd decompressed the layer into its snapshotter and checked it against
-    // the config's diff id (an import fails on a mismatch).
+    // Unpacked too: containerd decompressed both layers (the pack's virtualenv's, then its own)
+    // into its snapshotter and checked each against the config's diff id (an import fails on a
+    // mismatch).
     let snapshots = output(containerd.ctr(&["snapshots", "--snapshotter", "native", "ls"]));
-    assert_eq!(snapshots.lines().skip(1).count(), 1, "{snapshots}");
+    assert_eq!(snapshots.lines().skip(1).count(), 2, "{snapshots}");
 }
 
 #[test]
@@ -496,7 +498,7 @@ fn outputs_without_a_registry_are_read_by_skopeo_and_inspect() {
         &format!("docker-archive:{}", archive.display()),
     ]))
     .unwrap();
-    assert_eq!(from_archive["Layers"].as_array().unwrap().len(), 1);
+    assert_eq!(from_archive["Layers"].as_array().unwrap().len(), 2);
     let raw: serde_json::Value = serde_json::from_str(&skopeo(&[
         "inspect",
         "--raw",

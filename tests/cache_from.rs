@@ -148,17 +148,45 @@ fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// `(name, layer_source, layer_from)` of each pack of a `--json` summary.
+/// `(name, layer_source, layer_from)` of each pack of a `--json` summary, for the pack's layer
+/// and its virtualenv's alike (a pack whose two layers differ in origin shows as `mixed`).
 fn sources(summary: &serde_json::Value) -> Vec<(String, String, Option<String>)> {
+    layer_sources(summary)
+        .into_iter()
+        .map(|(name, pack, venv)| {
+            if pack == venv {
+                (name, pack.0, pack.1)
+            } else {
+                (name, "mixed".to_string(), None)
+            }
+        })
+        .collect()
+}
+
+type Origin = (String, Option<String>);
+
+/// `(name, (source, from) of the pack's layer, (source, from) of its virtualenv's)` of each
+/// pack of a `--json` summary.
+fn layer_sources(summary: &serde_json::Value) -> Vec<(String, Origin, Origin)> {
+    let origin = |layer: &serde_json::Value| {
+        (
+            layer["layer_source"].as_str().unwrap().to_string(),
+            layer["layer_from"].as_str().map(str::to_string),
+        )
+    };
     summary["packs"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| {
+            assert!(
+                p["virtualenv"].is_object(),
+                "every pack has a virtualenv: {p}"
+            );
             (
                 p["name"].as_str().unwrap().to_string(),
-                p["layer_source"].as_str().unwrap().to_string(),
-                p["layer_from"].as_str().map(str::to_string),
+                origin(p),
+                origin(&p["virtualenv"]),
             )
         })
         .collect()
@@ -252,10 +280,21 @@ fn a_build_from_the_previous_image_installs_and_uploads_only_the_changed_pack() 
     second.assert_ok();
     let summary = second.json();
     let from = Some(first_tag.clone());
+    // alpha's commit changed, not its requirements: its own layer is built, its virtualenv's
+    // is the previous image's.
+    assert_eq!(
+        layer_sources(&summary)[0],
+        (
+            "alpha".to_string(),
+            ("built".to_string(), None),
+            ("cache-from".to_string(), from.clone())
+        )
+    );
+    second.assert_stderr_has("alpha 1.2.0: virtualenv layer taken from");
     assert_eq!(
         sources(&summary),
         [
-            ("alpha".to_string(), "built".to_string(), None),
+            ("alpha".to_string(), "mixed".to_string(), None),
             ("beta".to_string(), "cache-from".to_string(), from.clone()),
             (
                 "hello_deps".to_string(),
@@ -274,7 +313,7 @@ fn a_build_from_the_previous_image_installs_and_uploads_only_the_changed_pack() 
             ),
         ]
     );
-    second.assert_stderr_has("hello_st2 1.1.0: layer taken from");
+    second.assert_stderr_has("hello_st2 1.1.0: layers taken from");
     // Only alpha was installed into the build root.
     let installed = installed_packs(&sandbox.path().join("cache-2"));
     assert_eq!(
@@ -283,8 +322,9 @@ fn a_build_from_the_previous_image_installs_and_uploads_only_the_changed_pack() 
         "packs installed by the cache-from build"
     );
 
-    // The registry saw one layer and one config uploaded, and no layer downloaded: neither the
-    // taken pack layers nor the base's (a config, the base's and the image's, may be read).
+    // The registry saw one layer (alpha's own) and one config uploaded, and no layer downloaded:
+    // neither the taken layers nor the base's (a config, the base's and the image's, may be
+    // read).
     assert_eq!(summary["pushed"][0]["uploaded"], 2, "{summary}");
     assert_eq!(
         registry.upload_count_in("st2/packs") - uploads_before,
@@ -315,6 +355,21 @@ fn a_build_from_the_previous_image_installs_and_uploads_only_the_changed_pack() 
         sources(&full.json())
             .iter()
             .all(|(_, source, _)| source == "built")
+    );
+
+    // alpha's virtualenv directory in the cache-from build's root is empty, so the next build
+    // there without --cache-from builds it, and makes the same image again.
+    let again = build(
+        &sandbox,
+        &sandbox.path().join("cache-2"),
+        &strs(&image(&format!("{}/st2/packs:again", registry.host()))),
+    );
+    again.assert_ok();
+    assert_eq!(again.json()["digest"], summary["digest"]);
+    assert_eq!(
+        layer_sources(&again.json())[0].2,
+        ("built".to_string(), None),
+        "alpha's virtualenv"
     );
 
     // To another repository of the registry, the taken layers are mounted, and written to an
@@ -351,7 +406,7 @@ fn a_build_from_the_previous_image_installs_and_uploads_only_the_changed_pack() 
         "{other_summary}"
     );
     assert_eq!(other_summary["pushed"][0]["uploaded"], 1, "the config only");
-    assert!(registry.mount_count() - mounts_before >= 5);
+    assert!(registry.mount_count() - mounts_before >= 10);
     // Every blob is in the layout: skopeo copies the image out of it, checking each digest.
     let layout_ref = format!("oci:{}:1", layout.display());
     let copied = sandbox.path().join("copied");
@@ -509,4 +564,126 @@ fn a_layer_is_taken_only_when_the_build_settings_match() {
             [("with_reqs".to_string(), "built".to_string(), None)]
         );
     }
+}
+
+/// A pack whose commit changed takes its virtualenv's layer only while its requirements are
+/// the same; the root such a build installed into cannot be layered again as it is.
+#[test]
+fn a_changed_pack_takes_its_virtualenv_layer_only_while_its_requirements_are_the_same() {
+    let sandbox = Sandbox::new();
+    let repo = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
+    let spec = format!("file://{}", repo.display());
+    let layout = |name: &str| format!("oci:{}:1", sandbox.path().join(name).display());
+    let image = |name: &str, more: &[&str]| -> Vec<String> {
+        with(
+            vec![
+                spec.clone(),
+                "--base".into(),
+                "scratch".into(),
+                "--tag".into(),
+                "st2packs:1".into(),
+                "--json".into(),
+                "--output".into(),
+                layout(name),
+            ],
+            more,
+        )
+    };
+    let commit = |message: &str| {
+        git(&repo, &["commit", "-q", "-am", message]);
+    };
+    build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-1"),
+        &strs(&image("first", &[])),
+    )
+    .assert_ok();
+
+    // The pack's code changed: its virtualenv's layer is taken, its own is built.
+    fs::write(repo.join("actions/extra.py"), "X = 1\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    commit("code only");
+    let root = sandbox.path().join("root");
+    let code_only = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-2"),
+        &strs(&image(
+            "code-only",
+            &[
+                "--cache-from",
+                &layout("first"),
+                "--root",
+                root.to_str().unwrap(),
+            ],
+        )),
+    );
+    code_only.assert_ok();
+    assert_eq!(
+        layer_sources(&code_only.json()),
+        [(
+            "with_reqs".to_string(),
+            ("built".to_string(), None),
+            ("cache-from".to_string(), Some(layout("first")))
+        )]
+    );
+    let venv = root.join("virtualenvs/with_reqs");
+    assert_eq!(
+        fs::read_dir(&venv).unwrap().count(),
+        0,
+        "no virtualenv built"
+    );
+
+    // That root holds no virtualenv for the pack: layering it as it is would ship none.
+    build(
+        &sandbox,
+        &sandbox.path().join("cache-2"),
+        &[
+            "--root",
+            root.to_str().unwrap(),
+            "--tag",
+            "st2packs:1",
+            "--output",
+            &layout("tree"),
+        ],
+    )
+    .assert_code(2)
+    .assert_stderr_has("the virtualenv of pack with_reqs is not there")
+    .assert_stderr_has("Give the pack to st2pack build");
+    assert!(!sandbox.path().join("tree").exists(), "nothing written");
+    // As it says: given the pack, a build there builds the virtualenv, and makes the same image.
+    let rebuilt = build(
+        &sandbox,
+        &sandbox.path().join("cache-2"),
+        &strs(&image("rebuilt", &["--root", root.to_str().unwrap()])),
+    );
+    rebuilt.assert_ok();
+    assert_eq!(rebuilt.json()["digest"], code_only.json()["digest"]);
+    assert_eq!(
+        layer_sources(&rebuilt.json())[0].2,
+        ("built".to_string(), None)
+    );
+    assert!(venv.join("pyvenv.cfg").is_file());
+
+    // Its requirements changed: both layers are built.
+    let requirements = repo.join("requirements.txt");
+    let text = fs::read_to_string(&requirements).unwrap();
+    fs::write(&requirements, format!("# pinned by ops\n{text}")).unwrap();
+    commit("requirements");
+    let requirements_changed = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-3"),
+        &strs(&image(
+            "requirements",
+            &["--cache-from", &layout("code-only")],
+        )),
+    );
+    requirements_changed.assert_ok();
+    assert_eq!(
+        layer_sources(&requirements_changed.json()),
+        [(
+            "with_reqs".to_string(),
+            ("built".to_string(), None),
+            ("built".to_string(), None)
+        )]
+    );
 }

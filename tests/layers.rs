@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
-use st2pack::build::pack_layer::pack_layer;
 use st2pack::image::blobs::BlobStore;
 use st2pack::image::layer::{
     Compression, LayerError, LayerInput, LayerOptions, LayerStats, build_layer, build_layers,
@@ -168,6 +167,14 @@ fn make_tree(root: &Path, variant: &Variant) -> (PathBuf, PathBuf) {
 
 fn input(pack: &Path, venv: &Path) -> LayerInput {
     pack_layer("demo", pack, Some(venv.to_path_buf()))
+}
+
+/// A layer of two trees, as the packs and virtualenvs directories of an image: `pack` and, when
+/// given, `venv`.
+fn pack_layer(name: &str, pack: impl Into<PathBuf>, venv: Option<PathBuf>) -> LayerInput {
+    let mut sources = vec![(pack.into(), format!("/opt/stackstorm/packs/{name}"))];
+    sources.extend(venv.map(|venv| (venv, format!("/opt/stackstorm/virtualenvs/{name}"))));
+    LayerInput::new(sources)
 }
 
 fn options(compression: Compression) -> LayerOptions {

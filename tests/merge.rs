@@ -178,7 +178,11 @@ fn merging_in_one_registry_mounts_every_layer_and_the_chart_gets_every_pack() {
         .iter()
         .map(|l| l.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(layers.len(), 4, "busybox and three packs: {layers:?}");
+    assert_eq!(
+        layers.len(),
+        7,
+        "busybox and three packs, each a virtualenv layer and its own: {layers:?}"
+    );
     let label = label_of(&inspected);
     let packs: Vec<(&str, &str)> = label
         .as_array()
@@ -205,7 +209,7 @@ fn merging_in_one_registry_mounts_every_layer_and_the_chart_gets_every_pack() {
             "layer {layer} was downloaded:\n{all}"
         );
     }
-    assert_eq!(count("POST", "mount=", "201"), 4, "{all}");
+    assert_eq!(count("POST", "mount=", "201"), 7, "{all}");
     assert_eq!(count("PUT", "/blobs/uploads/", "201"), 1, "{all}");
     assert_eq!(count("PATCH", "/blobs/", "202"), 0, "{all}");
     assert_eq!(count("PUT", "/v2/st2/all/manifests/1", "201"), 1, "{all}");
@@ -214,7 +218,7 @@ fn merging_in_one_registry_mounts_every_layer_and_the_chart_gets_every_pack() {
         2,
         "only the two configs are read:\n{all}"
     );
-    assert_eq!(summary["pushed"][0]["mounted"], 4);
+    assert_eq!(summary["pushed"][0]["mounted"], 7);
     assert_eq!(summary["pushed"][0]["uploaded"], 1);
 
     // Which image each pack came from, and what the later image replaced.

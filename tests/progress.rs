@@ -193,10 +193,10 @@ fn a_build_on_a_terminal_shows_layering_and_the_bytes_and_rate_of_each_upload() 
         &run,
         &lines,
         "a count of blobs pushed",
-        has_line(&lines, |line| line.contains("/3 blobs pushed")),
+        has_line(&lines, |line| line.contains("/5 blobs pushed")),
     );
     assert!(has_line(&lines, |line| line.starts_with("pushed ")));
-    assert_eq!(registry.upload_count(), 3, "{}", registry.access_log());
+    assert_eq!(registry.upload_count(), 5, "{}", registry.access_log());
 }
 
 /// Stderr not a terminal (even with TERM set): the end summary, exactly, and no escapes.

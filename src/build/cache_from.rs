@@ -2,15 +2,16 @@
 //!
 //! CI runners start empty, but the registry keeps every image built before. Before installing
 //! anything, the build reads each `--cache-from` image's manifest and config — never its
-//! layers — and, for every requested pack whose layer there is exactly what this build would
-//! make, takes that layer as it is: the pack is not fetched (its ref is only resolved to a
-//! commit, with `git ls-remote`, or its directory hashed) nor installed, and its layer is not
-//! downloaded nor uploaded (a push to the same repository finds it there; to another repository
-//! of the same registry it is mounted). Only the other packs are installed and layered.
+//! layers — and, for every requested pack whose layers there are exactly what this build would
+//! make, takes those layers as they are: the pack is not fetched (its ref is only resolved to a
+//! commit, with `git ls-remote`, or its directory hashed) nor installed, and its layers are not
+//! downloaded nor uploaded (a push to the same repository finds them there; to another
+//! repository of the same registry they are mounted). Only the other packs are installed and
+//! layered.
 //!
 //! "Exactly what this build would make" is decided by the image's [`LAYERS_LABEL`], which
-//! records each pack's whole pin, its layer's diff id, its dependencies and a
-//! [`BuildSettings::build_key`]. A layer is taken when:
+//! records each pack's whole pin, its layers' diff ids, its dependencies and a
+//! [`BuildSettings::build_key`]. A pack's layers are taken when:
 //!
 //! * the spec resolves now to the recorded source, ref, and commit (or directory content);
 //! * the recorded build key equals this build's for that pack: the virtualenv's settings
@@ -22,8 +23,12 @@
 //!   interpreter, installer, runtime), taking its key and requirements digest from the record.
 //!
 //! The pack's recorded dependencies are then requested as if the pack had been installed, so
-//! none is dropped. The image is the one a build without `--cache-from` makes from the same
-//! pins: the layer, its history entry and both labels are written the same way either way.
+//! none is dropped. A pack whose commit changed is installed, but its virtualenv is not built
+//! when an image has the layer of the very virtualenv it would get (same pack name, build key and
+//! virtualenv pin, whose key covers the requirements): the virtualenv's layer is taken and only
+//! the pack's own layer is made ([`Plan::virtualenvs`]). The image is the one a build without
+//! `--cache-from` makes from the same pins: the layers, their history entries and both labels are
+//! written the same way either way.
 //!
 //! [`LAYERS_LABEL`]: super::layers_label::LAYERS_LABEL
 
@@ -51,7 +56,8 @@ use crate::registry::{Reference, RegistryClient, fetch_manifest_and_config};
 use crate::source::git::GitOptions;
 
 /// Version of what [`BuildSettings::build_key`] covers: bump when it covers more.
-const BUILD_KEY_FORMAT: &str = "st2pack-build-key-1";
+/// (2: a pack's virtualenv has a layer of its own.)
+const BUILD_KEY_FORMAT: &str = "st2pack-build-key-2";
 
 /// An image given with `--cache-from`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,12 +97,25 @@ impl std::fmt::Display for CacheRef {
     }
 }
 
-/// A pack whose layer is taken from a `--cache-from` image.
+/// A pack whose layers are taken from a `--cache-from` image.
 #[derive(Debug, Clone)]
 pub struct CachedPack {
     /// Its entry in the image's layers label, written as it is into this build's.
     pub record: LayerRecord,
-    /// The layer as the image's manifest and config describe it.
+    /// The pack's layer as the image's manifest and config describe it.
+    pub layer: Layer,
+    /// Its virtualenv's layer, when it has one.
+    pub virtualenv_layer: Option<Layer>,
+    pub from: CacheRef,
+}
+
+/// The layer of a virtualenv a `--cache-from` image has, offered to the packs this build
+/// installs: one whose virtualenv would have exactly this pin gets none built.
+#[derive(Debug, Clone)]
+pub struct OfferedVirtualenv {
+    /// The pack the virtualenv is for (it is built for that pack's path).
+    pub name: String,
+    pub pin: VirtualenvPin,
     pub layer: Layer,
     pub from: CacheRef,
 }
@@ -173,6 +192,8 @@ impl BuildSettings {
 pub struct Plan {
     /// Packs taken from the images, by pack name order of finding.
     pub cached: Vec<CachedPack>,
+    /// The virtualenv layers of the images' other packs, for the packs still to install.
+    pub virtualenvs: Vec<OfferedVirtualenv>,
     /// The specs still to install: those no image had, and the dependencies of the cached
     /// packs that no image had either.
     pub to_install: Vec<PackSpec>,
@@ -182,6 +203,7 @@ pub struct Plan {
 struct Candidate {
     record: LayerRecord,
     layer: Layer,
+    virtualenv_layer: Option<Layer>,
     from: usize,
 }
 
@@ -199,9 +221,10 @@ pub async fn plan(
     let mut candidates = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         match read_source(source, registry, store).await {
-            Ok(layers) => candidates.extend(layers.into_iter().map(|(record, layer)| Candidate {
-                record,
-                layer,
+            Ok(layers) => candidates.extend(layers.into_iter().map(|recorded| Candidate {
+                record: recorded.record,
+                layer: recorded.layer,
+                virtualenv_layer: recorded.virtualenv_layer,
                 from: index,
             })),
             Err(why) => warn(format!("--cache-from {source}: {why}; building without it")),
@@ -221,6 +244,7 @@ pub async fn plan(
     );
     let mut plan = Plan {
         cached: Vec::new(),
+        virtualenvs: Vec::new(),
         to_install: Vec::new(),
     };
     if candidates.is_empty() || options.force {
@@ -253,11 +277,44 @@ pub async fn plan(
             plan.cached.push(CachedPack {
                 record: candidate.record.clone(),
                 layer: candidate.layer.clone(),
+                virtualenv_layer: candidate.virtualenv_layer.clone(),
                 from: sources[candidate.from].clone(),
             });
         }
     }
+    plan.virtualenvs = offered_virtualenvs(&candidates, sources, settings, &plan.cached);
     plan
+}
+
+/// The virtualenv layers of `candidates` a pack this build installs may take instead of
+/// building its own: those made with this build's settings, of packs not taken whole.
+fn offered_virtualenvs(
+    candidates: &[Candidate],
+    sources: &[CacheRef],
+    settings: &BuildSettings,
+    cached: &[CachedPack],
+) -> Vec<OfferedVirtualenv> {
+    candidates
+        .iter()
+        .filter(|c| {
+            !cached
+                .iter()
+                .any(|taken| taken.record.name == c.record.name)
+        })
+        .filter_map(|candidate| {
+            let record = &candidate.record;
+            let pin = record.pin.virtualenv.clone()?;
+            pin.key.as_ref()?;
+            let build_key = settings.build_key(&record.name)?;
+            (record.build_key.as_deref() == Some(build_key.as_str())).then_some(())?;
+            Some(OfferedVirtualenv {
+                name: record.name.clone(),
+                pin,
+                layer: candidate.virtualenv_layer.clone()?,
+                from: sources[candidate.from].clone(),
+            })
+        })
+        .collect()
 }
 
 /// The candidate layer a spec resolving to `origin` would build, with the pack's dependency
@@ -324,7 +381,7 @@ async fn read_source(
     source: &CacheRef,
     registry: &RegistryClient,
     store: &BlobStore,
-) -> Result<Vec<(LayerRecord, Layer)>, String> {
+) -> Result<Vec<RecordedPack>, String> {
     let image = match source {
         CacheRef::Registry(reference) => {
             let (manifest_bytes, _, config) = fetch_manifest_and_config(registry, reference)
@@ -340,10 +397,12 @@ async fn read_source(
         CacheRef::Layout(given) => {
             let (image, layout_store) = layout::read_reference(given).map_err(|e| e.to_string())?;
             let records = records_with_layers(&image)?;
-            for (_, layer) in &records {
-                store
-                    .import(&layout_store, &layer.descriptor.digest)
-                    .map_err(|e| e.to_string())?;
+            for recorded in &records {
+                for layer in recorded.virtualenv_layer.iter().chain([&recorded.layer]) {
+                    store
+                        .import(&layout_store, &layer.descriptor.digest)
+                        .map_err(|e| e.to_string())?;
+                }
             }
             return Ok(records);
         }
@@ -351,8 +410,16 @@ async fn read_source(
     records_with_layers(&image)
 }
 
-/// The image's recorded packs, each with the layer of its diff id.
-fn records_with_layers(image: &Image) -> Result<Vec<(LayerRecord, Layer)>, String> {
+/// A pack an image records, with its layers.
+struct RecordedPack {
+    record: LayerRecord,
+    layer: Layer,
+    virtualenv_layer: Option<Layer>,
+}
+
+/// The image's recorded packs, each with the layers of its diff ids (a pack missing one is left
+/// out).
+fn records_with_layers(image: &Image) -> Result<Vec<RecordedPack>, String> {
     let records = layers_label::layers(image)
         .map_err(|e| format!("it is not a pack image st2pack can reuse: {e}"))?;
     let by_diff_id: BTreeMap<&str, &Layer> = image
@@ -363,8 +430,16 @@ fn records_with_layers(image: &Image) -> Result<Vec<(LayerRecord, Layer)>, Strin
     Ok(records
         .into_iter()
         .filter_map(|record| {
-            let layer = (*by_diff_id.get(record.diff_id.as_str())?).clone();
-            Some((record, layer))
+            let layer = |diff_id: &str| by_diff_id.get(diff_id).map(|l| (*l).clone());
+            let virtualenv_layer = match &record.virtualenv_diff_id {
+                Some(diff_id) => Some(layer(diff_id)?),
+                None => None,
+            };
+            Some(RecordedPack {
+                layer: layer(&record.diff_id)?,
+                virtualenv_layer,
+                record,
+            })
         })
         .collect())
 }
@@ -390,6 +465,7 @@ mod tests {
         let record = |deps: &[&str]| LayerRecord {
             name: "p".into(),
             diff_id: "sha256:x".into(),
+            virtualenv_diff_id: None,
             build_key: None,
             dependencies: deps.iter().map(|d| d.to_string()).collect(),
             pin: PackPin {

@@ -1,6 +1,6 @@
-//! The image label that lets a later build take a pack's layer from this image as it is
-//! (`--cache-from`): for each pack layer, its diff id, the pack's whole pin and what else shaped
-//! the layer.
+//! The image label that lets a later build take a pack's layers from this image as they are
+//! (`--cache-from`): for each pack, the diff ids of its layer and of its virtualenv's, the pack's
+//! whole pin and what else shaped the layers.
 //!
 //! The pack label ([`super::label`]) is for people and the chart: it shows a pin's public
 //! facts and leaves out the virtualenv key, the ref and the content digest. Deciding that a layer
@@ -15,8 +15,8 @@
 //! content) and the build's settings. The value is compact JSON, entries sorted by pack name:
 //!
 //! ```json
-//! {"format":1,"layers":[{"name":"aws","diff_id":"sha256:…","build_key":"sha256:…",
-//!   "dependencies":["core_utils"],"pin":{…the pack's .st2pack.json…}}]}
+//! {"format":2,"layers":[{"name":"aws","diff_id":"sha256:…","virtualenv_diff_id":"sha256:…",
+//!   "build_key":"sha256:…","dependencies":["core_utils"],"pin":{…the pack's .st2pack.json…}}]}
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -28,16 +28,20 @@ use crate::redact::redact_url;
 /// Config label recording each pack layer for later builds (see the module docs).
 pub const LAYERS_LABEL: &str = "org.stackstorm.st2pack.layers";
 
-/// The format this st2pack writes; a reader ignores a label of another format.
-pub const LAYERS_FORMAT: u32 = 1;
+/// The format this st2pack writes; a reader ignores a label of another format. Format 1 was
+/// written when a pack and its virtualenv shared one layer.
+pub const LAYERS_FORMAT: u32 = 2;
 
-/// One pack layer of the image.
+/// One pack of the image, and its layers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerRecord {
     /// The pack, and the directory its layer fills.
     pub name: String,
-    /// `sha256:` of the layer's uncompressed tar (the config's `rootfs.diff_ids` entry).
+    /// `sha256:` of the pack layer's uncompressed tar (the config's `rootfs.diff_ids` entry).
     pub diff_id: String,
+    /// The same of the virtualenv's layer, when the pack has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualenv_diff_id: Option<String>,
     /// Digest of every setting of the build that shaped the layer besides the pack's own files
     /// (see `cache_from::BuildSettings::build_key`); absent for a pack layered from an installed
     /// tree, whose settings are unknown (such a layer is never reused).
@@ -55,6 +59,7 @@ impl LayerRecord {
     /// leaked secret can never be taken back.
     pub fn new(
         diff_id: String,
+        virtualenv_diff_id: Option<String>,
         build_key: Option<String>,
         dependencies: &[String],
         pin: &PackPin,
@@ -62,6 +67,7 @@ impl LayerRecord {
         LayerRecord {
             name: pin.name.clone(),
             diff_id,
+            virtualenv_diff_id,
             build_key,
             dependencies: dependencies.iter().map(|d| redact_url(d)).collect(),
             pin: PackPin {
@@ -86,7 +92,7 @@ pub enum LayersLabelError {
     #[error("its {LAYERS_LABEL} label is not readable: {0}")]
     Malformed(String),
     #[error(
-        "its {LAYERS_LABEL} label is format {0}, and this st2pack reads format {LAYERS_FORMAT}"
+        "its {LAYERS_LABEL} label is format {0}, and this st2pack reads format {LAYERS_FORMAT} (build the image again with this st2pack)"
     )]
     OtherFormat(u32),
 }
@@ -140,6 +146,7 @@ mod tests {
     fn record(name: &str) -> LayerRecord {
         LayerRecord::new(
             format!("sha256:{}", "a".repeat(64)),
+            Some(format!("sha256:{}", "c".repeat(64))),
             Some("sha256:b".into()),
             &[
                 "core_utils".into(),
@@ -165,7 +172,7 @@ mod tests {
     fn round_trips_sorted_without_credentials() {
         let value = encode(&[record("zeta"), record("alpha")]);
         assert!(
-            value.starts_with(r#"{"format":1,"layers":[{"name":"alpha","#),
+            value.starts_with(r#"{"format":2,"layers":[{"name":"alpha","#),
             "{value}"
         );
         assert!(!value.contains("hunter2"), "{value}");
@@ -180,8 +187,8 @@ mod tests {
     #[test]
     fn another_format_or_garbage_is_refused_and_a_missing_label_said() {
         assert!(matches!(
-            decode(r#"{"format":2,"layers":"whatever"}"#),
-            Err(LayersLabelError::OtherFormat(2))
+            decode(r#"{"format":1,"layers":"whatever"}"#),
+            Err(LayersLabelError::OtherFormat(1))
         ));
         assert!(matches!(
             decode("{not json"),

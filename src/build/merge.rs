@@ -2,10 +2,12 @@
 //! installing, layering or (when it can be helped) moving any layer again.
 //!
 //! Teams that own different packs build their images on their own; a cluster wants one image,
-//! pinned by one digest. A pack image is its base's layers and then one layer per pack, in
-//! pack-name order, each described in the config's history by [`pack_layer::created_by`], with
-//! the packs listed in the [`label`]. An image is only taken when those agree, layer by layer:
-//! the top layers' history names the label's packs, in order. Anything else (another tool's
+//! pinned by one digest. A pack image is its base's layers and then each pack's layers, in
+//! pack-name order: its virtualenv's, described in the config's history by
+//! [`pack_layer::virtualenv_created_by`] (absent in images made before virtualenvs had layers of
+//! their own), then its own, described by [`pack_layer::created_by`]; the packs are listed in the
+//! [`label`]. An image is only taken when those agree, layer by layer: the top layers' history
+//! names the label's packs, in order. Anything else (another tool's
 //! image, a config edited since) is refused naming the image, not guessed at: a wrong guess would
 //! ship one pack's files under another's name.
 //!
@@ -23,7 +25,7 @@ use thiserror::Error;
 use super::inspect::{ImageName, InspectError, ReadImage};
 use super::label::{self, LabelError, PACKS_LABEL};
 use super::layers_label::{self, LayerRecord};
-use super::pack_image::{BuiltImage, LayerOrigin, PackLayer};
+use super::pack_image::{BuiltImage, LayerOrigin, MadeLayer, PackLayer, layer_count_warning};
 use super::pack_layer;
 use super::target::{Target, TargetError, Written};
 use super::{BaseImage, BuildEvent};
@@ -184,13 +186,29 @@ struct Source {
     /// The OCI layout holding its layers.
     layout_store: Option<BlobStore>,
     image: Image,
-    /// Its pack layers, bottom first (in pack-name order); the layers below are its base's.
-    packs: Vec<(PackPin, Layer)>,
+    /// Its packs, bottom first (in pack-name order); the layers below theirs are its base's.
+    packs: Vec<FoundPack>,
 }
 
 impl Source {
     fn base_layers(&self) -> usize {
-        self.image.layers.len() - self.packs.len()
+        self.image.layers.len() - self.packs.iter().map(|p| p.layers().count()).sum::<usize>()
+    }
+}
+
+/// A pack's layers in an image.
+#[derive(Debug, Clone)]
+struct FoundPack {
+    pin: PackPin,
+    /// Its virtualenv's, when it has a layer of its own.
+    virtualenv_layer: Option<Layer>,
+    layer: Layer,
+}
+
+impl FoundPack {
+    /// Its layers, in image order.
+    fn layers(&self) -> impl Iterator<Item = &Layer> {
+        self.virtualenv_layer.iter().chain([&self.layer])
     }
 }
 
@@ -239,6 +257,9 @@ pub async fn run(
         }
     };
     let mut built = assemble(&base, &merged, request)?;
+    if let Some(warning) = layer_count_warning(&built.image) {
+        on_event(BuildEvent::Warning(warning));
+    }
     on_event(BuildEvent::Built(&built));
 
     // Where each layer is: a registry repository (mounted, or fetched when a target needs its
@@ -246,7 +267,11 @@ pub async fn run(
     let store = request.cache.blob_store()?;
     let mut origins: Vec<(&Source, &Layer)> =
         base.image.layers.iter().map(|l| (&base, l)).collect();
-    origins.extend(merged.iter().map(|m| (&sources[m.source], &m.layer)));
+    origins.extend(
+        merged
+            .iter()
+            .flat_map(|m| m.pack.layers().map(|layer| (&sources[m.source], layer))),
+    );
     for (source, layer) in &origins {
         if let Some(layout) = &source.layout_store {
             store.import(layout, &layer.descriptor.digest)?;
@@ -287,8 +312,8 @@ pub async fn run(
     let packs = merged
         .iter()
         .map(|m| MergedPack {
-            name: m.pin.name.clone(),
-            version: m.pin.version.clone(),
+            name: m.pack.pin.name.clone(),
+            version: m.pack.pin.version.clone(),
             from: sources[m.source].name.clone(),
             replaced: m.replaced.clone(),
         })
@@ -325,9 +350,10 @@ fn pack_source(name: &ImageName, read: ReadImage) -> Result<Source, MergeError> 
     })
 }
 
-/// Which of `image`'s layers hold which pack: the top layers, one per pack of the label in the
-/// label's (pack-name) order, each described in the history as that pack's layer.
-fn pack_layers(name: &str, image: &Image) -> Result<Vec<(PackPin, Layer)>, MergeError> {
+/// Which of `image`'s layers hold which pack: from the top down, for each pack of the label in
+/// reverse (pack-name) order, a layer described in the history as that pack's, with below it,
+/// when described as such, its virtualenv's.
+fn pack_layers(name: &str, image: &Image) -> Result<Vec<FoundPack>, MergeError> {
     if !image.labels().contains_key(PACKS_LABEL) {
         return Err(MergeError::NotPackImage {
             image: name.to_string(),
@@ -359,22 +385,37 @@ fn pack_layers(name: &str, image: &Image) -> Result<Vec<(PackPin, Layer)>, Merge
             image.layers.len()
         )));
     }
-    let first = image.layers.len() - pins.len();
-    pins.into_iter()
-        .zip(&image.layers[first..])
-        .zip(&history[first..])
-        .enumerate()
-        .map(|(i, ((pin, layer), described))| {
-            let expected = pack_layer::created_by(&pin.name, &pin.version);
-            if *described != expected {
-                return Err(unknown(format!(
-                    "layer {} is described as {described:?}, not {expected:?}",
-                    first + i + 1
-                )));
+    let mut below = image.layers.len();
+    let mut found = Vec::new();
+    for pin in pins.into_iter().rev() {
+        let expected = pack_layer::created_by(&pin.name, &pin.version);
+        let Some(top) = below.checked_sub(1) else {
+            return Err(unknown(format!("no layer is left for pack {}", pin.name)));
+        };
+        if history[top] != expected {
+            return Err(unknown(format!(
+                "layer {} is described as {:?}, not {expected:?}",
+                top + 1,
+                history[top]
+            )));
+        }
+        below = top;
+        let virtualenv = pack_layer::virtualenv_created_by(&pin.name, &pin.version);
+        let virtualenv_layer = match below.checked_sub(1) {
+            Some(under) if history[under] == virtualenv => {
+                below = under;
+                Some(image.layers[under].clone())
             }
-            Ok((pin, layer.clone()))
-        })
-        .collect()
+            _ => None,
+        };
+        found.push(FoundPack {
+            pin,
+            virtualenv_layer,
+            layer: image.layers[top].clone(),
+        });
+    }
+    found.reverse();
+    Ok(found)
 }
 
 /// `--base`: read (never its layers) like the images, whatever it carries.
@@ -437,8 +478,7 @@ async fn read_base(
 /// One pack of the merged image: the last image's copy of it.
 #[derive(Debug, Clone)]
 struct Merged {
-    pin: PackPin,
-    layer: Layer,
+    pack: FoundPack,
     /// Index of the image it comes from.
     source: usize,
     replaced: Vec<(String, String)>,
@@ -452,25 +492,33 @@ fn merge_packs(sources: &[Source]) -> Vec<Merged> {
     let mut merged: BTreeMap<String, Merged> = BTreeMap::new();
     for (index, source) in sources.iter().enumerate() {
         let records = layers_label::layers(&source.image).unwrap_or_default();
-        for (pin, layer) in &source.packs {
-            let replaced = match merged.remove(&pin.name) {
+        for pack in &source.packs {
+            let name = &pack.pin.name;
+            let replaced = match merged.remove(name) {
                 Some(earlier) => {
                     let mut replaced = earlier.replaced;
-                    replaced.push((sources[earlier.source].name.clone(), earlier.pin.version));
+                    replaced.push((
+                        sources[earlier.source].name.clone(),
+                        earlier.pack.pin.version,
+                    ));
                     replaced
                 }
                 None => Vec::new(),
             };
             merged.insert(
-                pin.name.clone(),
+                name.clone(),
                 Merged {
-                    pin: pin.clone(),
-                    layer: layer.clone(),
+                    pack: pack.clone(),
                     source: index,
                     replaced,
                     record: records
                         .iter()
-                        .find(|r| r.name == pin.name && r.diff_id == layer.diff_id)
+                        .find(|r| {
+                            r.name == *name
+                                && r.diff_id == pack.layer.diff_id
+                                && r.virtualenv_diff_id.as_ref()
+                                    == pack.virtualenv_layer.as_ref().map(|l| &l.diff_id)
+                        })
                         .cloned(),
                 },
             );
@@ -520,16 +568,16 @@ fn check_runtimes(
     let mut with_python: Option<&Merged> = None;
     let mut unrecorded: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     let conflict = |a: &Merged, b: &Merged| {
-        let describe = |m: &Merged| match m.pin.runtime() {
+        let describe = |m: &Merged| match m.pack.pin.runtime() {
             Some(runtime) => runtime.describe(),
             None => format!(
                 "Python {} (no runtime recorded)",
-                m.pin.python_version().unwrap_or("?")
+                m.pack.pin.python_version().unwrap_or("?")
             ),
         };
         let built_for = |m: &Merged| BuiltFor {
             image: sources[m.source].name.clone(),
-            pack: m.pin.name.clone(),
+            pack: m.pack.pin.name.clone(),
             runtime: describe(m),
         };
         MergeError::Runtime(Box::new(RuntimeConflict {
@@ -538,18 +586,18 @@ fn check_runtimes(
         }))
     };
     let minor = |version: &str| version.split('.').take(2).collect::<Vec<_>>().join(".");
-    let python = |m: &Merged| match m.pin.runtime() {
+    let python = |m: &Merged| match m.pack.pin.runtime() {
         Some(runtime) => Some(minor(&runtime.python)),
-        None => m.pin.python_version().map(minor),
+        None => m.pack.pin.python_version().map(minor),
     };
     for pack in merged {
         let Some(mine) = python(pack) else {
             continue; // No virtualenv: nothing to run.
         };
-        match pack.pin.runtime() {
+        match pack.pack.pin.runtime() {
             Some(runtime) => {
                 if let Some(first) = with_runtime
-                    && let Some(theirs) = first.pin.runtime()
+                    && let Some(theirs) = first.pack.pin.runtime()
                     && !runtime.runs_with(theirs)
                 {
                     return Err(conflict(first, pack));
@@ -560,7 +608,7 @@ fn check_runtimes(
                 unrecorded
                     .entry(pack.source)
                     .or_default()
-                    .push(&pack.pin.name);
+                    .push(&pack.pack.pin.name);
                 with_python = with_python.or(Some(pack));
             }
         }
@@ -590,28 +638,44 @@ fn assemble(
 ) -> Result<BuiltImage, MergeError> {
     let mut image = base.image.clone();
     let mut packs = Vec::new();
-    for pack in merged {
+    let append = |image: &mut Image, layer: &Layer, created_by: String, shown: &str| {
+        request.progress.named(&layer.descriptor.digest, shown);
         image.append_layer(
-            pack.layer.clone(),
+            layer.clone(),
             HistoryEntry {
-                created_by: pack_layer::created_by(&pack.pin.name, &pack.pin.version),
+                created_by,
                 created: Some(request.created),
                 comment: None,
             },
+        )
+    };
+    for Merged { pack, .. } in merged {
+        let pin = &pack.pin;
+        if let Some(layer) = &pack.virtualenv_layer {
+            append(
+                &mut image,
+                layer,
+                pack_layer::virtualenv_created_by(&pin.name, &pin.version),
+                &format!("{} virtualenv", pin.name),
+            )?;
+        }
+        append(
+            &mut image,
+            &pack.layer,
+            pack_layer::created_by(&pin.name, &pin.version),
+            &pin.name,
         )?;
-        request
-            .progress
-            .named(&pack.layer.descriptor.digest, &pack.pin.name);
         packs.push(PackLayer {
-            pin: pack.pin.clone(),
-            layer: pack.layer.descriptor.digest.clone(),
-            reused: true,
-            origin: LayerOrigin::Merged,
-            bytes_compressed: 0,
+            pin: pin.clone(),
+            layer: MadeLayer::taken(&pack.layer, LayerOrigin::Merged),
+            virtualenv: pack
+                .virtualenv_layer
+                .as_ref()
+                .map(|layer| MadeLayer::taken(layer, LayerOrigin::Merged)),
         });
     }
     image.set_created(request.created)?;
-    let pins: Vec<PackPin> = merged.iter().map(|m| m.pin.clone()).collect();
+    let pins: Vec<PackPin> = merged.iter().map(|m| m.pack.pin.clone()).collect();
     label::set_packs(&mut image, &pins);
     let records: Vec<LayerRecord> = merged.iter().filter_map(|m| m.record.clone()).collect();
     layers_label::set_layers(&mut image, &records);
@@ -734,8 +798,14 @@ mod tests {
         }
     }
 
-    /// A pack image as st2pack build makes one: a base layer, then a layer per pack.
+    /// A pack image as st2pack build makes one: a base layer, then each pack's virtualenv
+    /// layer and its own.
     fn pack_image(packs: &[PackPin]) -> Image {
+        image_of(packs, true)
+    }
+
+    /// A pack image as st2pack made them before virtualenvs had layers of their own.
+    fn image_of(packs: &[PackPin], virtualenv_layers: bool) -> Image {
         let mut image = Image::scratch();
         image
             .append_layer(
@@ -747,6 +817,18 @@ mod tests {
             )
             .unwrap();
         for pin in packs {
+            if virtualenv_layers {
+                image
+                    .append_layer(
+                        layer(&format!("{}-{} virtualenv", pin.name, pin.version)),
+                        HistoryEntry {
+                            created_by: pack_layer::virtualenv_created_by(&pin.name, &pin.version),
+                            created: Some(0),
+                            comment: None,
+                        },
+                    )
+                    .unwrap();
+            }
             image
                 .append_layer(
                     layer(&format!("{}-{}", pin.name, pin.version)),
@@ -779,9 +861,18 @@ mod tests {
         let image = pack_image(&packs);
         let found = pack_layers("img", &image).unwrap();
         assert_eq!(found.len(), 2);
-        assert_eq!(found[0].0.name, "aws");
-        assert_eq!(found[0].1, image.layers[1]);
-        assert_eq!(found[1].1, image.layers[2]);
+        assert_eq!(found[0].pin.name, "aws");
+        assert_eq!(found[0].virtualenv_layer.as_ref(), Some(&image.layers[1]));
+        assert_eq!(found[0].layer, image.layers[2]);
+        assert_eq!(found[1].virtualenv_layer.as_ref(), Some(&image.layers[3]));
+        assert_eq!(found[1].layer, image.layers[4]);
+
+        // An image made when a pack and its virtualenv shared one layer.
+        let old = image_of(&packs, false);
+        let found = pack_layers("img", &old).unwrap();
+        assert!(found.iter().all(|f| f.virtualenv_layer.is_none()));
+        assert_eq!(found[0].layer, old.layers[1]);
+        assert_eq!(found[1].layer, old.layers[2]);
     }
 
     #[test]
@@ -800,11 +891,11 @@ mod tests {
 
         // The history names another pack than the label for a layer.
         let mut swapped = pack_image(&packs);
-        swapped.config["history"][1]["created_by"] = "st2pack: pack jira 2.0.0".into();
+        swapped.config["history"][2]["created_by"] = "st2pack: pack jira 2.0.0".into();
         let err = pack_layers("registry/swapped:1", &swapped).unwrap_err();
         assert!(matches!(err, MergeError::UnknownLayers { .. }), "{err}");
         assert!(err.to_string().contains("registry/swapped:1"), "{err}");
-        assert!(err.to_string().contains("layer 2"), "{err}");
+        assert!(err.to_string().contains("layer 3"), "{err}");
 
         // No history for some layers.
         let mut unsaid = pack_image(&packs);
@@ -816,7 +907,7 @@ mod tests {
         );
 
         // More packs in the label than layers.
-        let mut short = pack_image(&packs[..1]);
+        let mut short = image_of(&packs[..1], false);
         label::set_packs(&mut short, &packs);
         short.layers.remove(0);
         short.config["history"].as_array_mut().unwrap().remove(0);
@@ -839,7 +930,13 @@ mod tests {
         let merged = merge_packs(&[a, b, c]);
         let names: Vec<(&str, &str, usize)> = merged
             .iter()
-            .map(|m| (m.pin.name.as_str(), m.pin.version.as_str(), m.source))
+            .map(|m| {
+                (
+                    m.pack.pin.name.as_str(),
+                    m.pack.pin.version.as_str(),
+                    m.source,
+                )
+            })
             .collect();
         assert_eq!(
             names,

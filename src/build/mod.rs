@@ -1,5 +1,5 @@
 //! The build pipeline as a library: pack specs (or an installed tree) -> installed packs -> base
-//! image -> one layer per pack -> image -> targets.
+//! image -> each pack's layers -> image -> targets.
 //!
 //! [`run`] is the whole of `st2pack build` without its command line; each step is a function of
 //! its own for a test or another front end:
@@ -9,8 +9,8 @@
 //! * [`packs::collect`] installs the packs into the build root, or reads an installed tree
 //!   ([`tree`]), giving each pack's directories and pin;
 //! * [`BaseImage::load`] brings the base (registry, OCI layout or scratch) into the blob store;
-//! * [`build_image`] appends a layer per pack ([`pack_layer`]: where a pack's files go) and the
-//!   pack [`label`] and [`layers_label`];
+//! * [`build_image`] appends each pack's layers ([`pack_layer`]: where a pack's files go) and
+//!   the pack [`label`] and [`layers_label`];
 //! * [`Target::write`] writes the built image to a registry, an OCI layout or a docker-archive.
 //!
 //! `image/` (generic OCI images) and `registry/` (the distribution API) do the work; what makes
@@ -34,22 +34,26 @@ pub mod tree;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
 pub use base::{BaseError, BaseImage};
-pub use cache_from::{CacheRef, CachedPack};
+pub use cache_from::{CacheRef, CachedPack, OfferedVirtualenv};
 pub use pack_image::{
-    BuiltImage, DEFAULT_EPOCH, ImageBuildError, ImageInputs, LayerOrigin, PackLayer, build_image,
+    BuiltImage, DEFAULT_EPOCH, ImageBuildError, ImageInputs, LayerOrigin, MadeLayer, PackLayer,
+    TakenVirtualenv, build_image,
 };
 pub use packs::PackInput;
 pub use target::{Target, TargetError, Written};
+pub use tree::PackTree;
 
 use crate::cache::Cache;
 use crate::image::blobs::{BlobError, BlobStore};
 use crate::image::layer::LayerOptions;
 use crate::image::layer_cache::CacheError;
 use crate::install::{InstallError, InstallReport};
+use crate::pack::pin::VirtualenvPin;
 use crate::progress::Progress;
 use crate::registry::RegistryClient;
 
@@ -89,8 +93,14 @@ pub struct BuildOutcome {
 pub enum BuildEvent<'a> {
     /// The packs were installed (or found unchanged).
     Installed(&'a InstallReport),
-    /// A pack's layer is taken from a `--cache-from` image: the pack is not installed.
+    /// A pack's layers are taken from a `--cache-from` image: the pack is not installed.
     TakenFrom(&'a CachedPack),
+    /// An installed pack's virtualenv layer is taken from a `--cache-from` image: no
+    /// virtualenv was built for it.
+    VirtualenvTaken {
+        pack: &'a PackTree,
+        from: &'a CacheRef,
+    },
     /// Something the user should know, that does not stop the build.
     Warning(String),
     /// The image is built, not yet written.
@@ -167,8 +177,18 @@ pub async fn run(
         },
         None => None,
     };
-    let (input, mut cached) = take_cached(request, settings.as_ref(), &store, &mut on_event).await;
+    let (input, mut cached, offered) =
+        take_cached(request, settings.as_ref(), &store, &mut on_event).await;
     let packs = packs::collect(&input, &request.cache, &mut on_event).await?;
+    let virtualenvs_taken = take_virtualenvs(&packs, &offered)?;
+    for pack in &packs {
+        if let Some(taken) = virtualenvs_taken.get(pack.name.as_str()) {
+            on_event(BuildEvent::VirtualenvTaken {
+                pack,
+                from: &taken.from,
+            });
+        }
+    }
     // A pack installed as the dependency of another and taken too: the installed one is layered.
     cached.retain(|taken| {
         let installed = packs.iter().any(|p| p.name.as_str() == taken.record.name);
@@ -199,6 +219,7 @@ pub async fn run(
     let inputs = ImageInputs {
         packs: &packs,
         cached: &cached,
+        virtualenvs_taken: &virtualenvs_taken,
         build_keys: &build_keys,
         layer_options: request.layer_options,
         source: request.source.clone(),
@@ -221,6 +242,9 @@ pub async fn run(
                 .or_insert_with(|| reference.clone());
         }
     }
+    if let Some(warning) = pack_image::layer_count_warning(&built.image) {
+        on_event(BuildEvent::Warning(warning));
+    }
     on_event(BuildEvent::Built(&built));
 
     let written = write_targets(
@@ -240,26 +264,27 @@ pub async fn run(
 }
 
 /// The packs left to install once the layers of `request.cache_from` images that this build
-/// would make are taken (each told to `on_event`), and those taken.
+/// would make are taken (each told to `on_event`), those taken, and the virtualenv layers
+/// offered to the packs left (see [`cache_from::Plan::virtualenvs`]).
 async fn take_cached(
     request: &BuildRequest,
     settings: Option<&cache_from::BuildSettings>,
     store: &BlobStore,
     on_event: &mut impl FnMut(BuildEvent<'_>),
-) -> (PackInput, Vec<CachedPack>) {
+) -> (PackInput, Vec<CachedPack>, Vec<OfferedVirtualenv>) {
     let mut input = request.packs.clone();
     if request.cache_from.is_empty() {
-        return (input, Vec::new());
+        return (input, Vec::new(), Vec::new());
     }
-    let (specs, settings) = match (&mut input, settings) {
-        (PackInput::Install { specs, .. }, Some(settings)) => (specs, settings),
+    let (specs, options, settings) = match (&mut input, settings) {
+        (PackInput::Install { specs, options, .. }, Some(settings)) => (specs, options, settings),
         (PackInput::Installed { .. }, _) => {
             on_event(BuildEvent::Warning(
                 "--cache-from is not used when layering an installed tree (--root without packs): its packs are layered as they are".to_string(),
             ));
-            return (input, Vec::new());
+            return (input, Vec::new(), Vec::new());
         }
-        _ => return (input, Vec::new()),
+        _ => return (input, Vec::new(), Vec::new()),
     };
     let mut warnings = Vec::new();
     let plan = cache_from::plan(
@@ -278,7 +303,45 @@ async fn take_cached(
     for taken in &plan.cached {
         on_event(BuildEvent::TakenFrom(taken));
     }
-    (input, plan.cached)
+    let mut elsewhere: BTreeMap<String, Vec<VirtualenvPin>> = BTreeMap::new();
+    for offered in &plan.virtualenvs {
+        elsewhere
+            .entry(offered.name.clone())
+            .or_default()
+            .push(offered.pin.clone());
+    }
+    options.virtualenvs_elsewhere = Arc::new(elsewhere);
+    (input, plan.cached, plan.virtualenvs)
+}
+
+/// The virtualenv layer of each installed pack that got none built, found again among those
+/// `offered` by its name and pin.
+fn take_virtualenvs(
+    packs: &[PackTree],
+    offered: &[OfferedVirtualenv],
+) -> Result<BTreeMap<String, TakenVirtualenv>, BuildError> {
+    packs
+        .iter()
+        .filter(|pack| pack.virtualenv_elsewhere)
+        .map(|pack| {
+            let found = offered.iter().find(|o| {
+                o.name == pack.name.as_str() && Some(&o.pin) == pack.pin.virtualenv.as_ref()
+            });
+            match found {
+                Some(o) => Ok((
+                    o.name.clone(),
+                    TakenVirtualenv {
+                        layer: o.layer.clone(),
+                        from: o.from.clone(),
+                    },
+                )),
+                None => Err(BuildError::InstalledPack(format!(
+                    "pack {} was installed without a virtualenv, and no --cache-from image has its layer",
+                    pack.name
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// Writes `built`, whose blobs are in `store`, to each of `targets` in order, telling
@@ -385,6 +448,7 @@ mod tests {
             events.push(match event {
                 BuildEvent::Installed(_) => "installed".to_string(),
                 BuildEvent::TakenFrom(taken) => format!("taken {}", taken.record.name),
+                BuildEvent::VirtualenvTaken { pack, .. } => format!("virtualenv {}", pack.name),
                 BuildEvent::Warning(w) => format!("warning: {w}"),
                 BuildEvent::Built(built) => format!("built {}", built.digest()),
                 BuildEvent::Wrote(written) => format!("wrote {:?}", written.output()),
@@ -410,7 +474,14 @@ mod tests {
         assert_eq!(outcome.image.packs.len(), 1);
         let pack = &outcome.image.packs[0];
         assert_eq!(pack.pin.r#ref.as_deref(), Some("v1.2.0"));
-        assert_eq!(pack.layer, outcome.image.image.layers[0].descriptor.digest);
+        // The virtualenv's layer, then the pack's.
+        let layers = &outcome.image.image.layers;
+        assert_eq!(layers.len(), 2);
+        assert_eq!(
+            pack.virtualenv.as_ref().unwrap().digest,
+            layers[0].descriptor.digest
+        );
+        assert_eq!(pack.layer.digest, layers[1].descriptor.digest);
 
         // The label is made from the pin, credentials removed, in the label's own format.
         let (read_back, _) = layout::read_image(&layout_dir, Some("1.0")).unwrap();

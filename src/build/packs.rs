@@ -123,10 +123,19 @@ async fn install(
         .packs
         .iter()
         .filter(|p| matches!(p.status, Status::Installed | Status::Unchanged))
-        .filter_map(|p| p.name.as_deref())
-        .map(|name| {
+        .filter_map(|p| Some((p.name.as_deref()?, p.virtualenv_elsewhere)))
+        .map(|(name, elsewhere)| {
             let name = PackName::new(name).map_err(|e| BuildError::InstalledPack(e.to_string()))?;
-            tree::pack_tree(root, name).map_err(|e| BuildError::InstalledPack(e.to_string()))
+            let tree = tree::pack_tree(root, name)
+                .map_err(|e| BuildError::InstalledPack(e.to_string()))?;
+            Ok(match elsewhere {
+                true => PackTree {
+                    virtualenv_dir: None,
+                    virtualenv_elsewhere: true,
+                    ..tree
+                },
+                false => tree,
+            })
         })
         .collect()
 }

@@ -14,8 +14,13 @@ use crate::pack::pin::{PackPin, RuntimePin, VirtualenvPin};
 pub struct PackTree {
     pub name: PackName,
     pub pack_dir: PathBuf,
-    /// Absent for a pack installed by another tool without a virtualenv.
+    /// Absent for a pack installed by another tool without a virtualenv, and for one whose
+    /// virtualenv was not built because a `--cache-from` image has its layer
+    /// ([`virtualenv_elsewhere`](Self::virtualenv_elsewhere)).
     pub virtualenv_dir: Option<PathBuf>,
+    /// The install built no virtualenv: one in a `--cache-from` image is the same (see
+    /// `InstallOptions::virtualenvs_elsewhere`), and its directory here is empty.
+    pub virtualenv_elsewhere: bool,
     /// What the install was: the pin st2pack left, or for a pack installed by another tool what
     /// its pack.yaml and virtualenv say (its source is then the directory it was found in).
     pub pin: PackPin,
@@ -33,6 +38,12 @@ pub enum TreeError {
     NoPacks(PathBuf),
     #[error("{path}: {message}")]
     Pack { path: PathBuf, message: String },
+    #[error(
+        "--root {root}: the virtualenv of pack {pack} is not there (its directory is empty: the \
+         build that installed the pack took the virtualenv's layer from a --cache-from image). \
+         Give the pack to st2pack build (st2pack build --root {root} PACK...) to build it here"
+    )]
+    VirtualenvElsewhere { root: PathBuf, pack: String },
     #[error(
         "--root {root}: the virtualenv of pack {pack} was built for {built_for}, but this build \
          is for {asked}; a virtualenv only runs on the runtime it was built for, so one image \
@@ -53,7 +64,7 @@ pub fn check_runtime(root: &Path, asked: &RuntimePin) -> Result<(), TreeError> {
     if !root.join("packs").is_dir() {
         return Ok(());
     }
-    let packs = match collect(root) {
+    let packs = match every_pack(root) {
         Ok(packs) => packs,
         Err(TreeError::NoPacks(_)) => return Ok(()),
         Err(e) => return Err(e),
@@ -71,10 +82,31 @@ pub fn check_runtime(root: &Path, asked: &RuntimePin) -> Result<(), TreeError> {
     Ok(())
 }
 
-/// Every pack under `<root>/packs`, sorted by name. Entries that are not packs (dot files, the
-/// installer's staging and lock) are ignored; a directory with a pack name but a broken pack.yaml
-/// is an error, since shipping it would break the cluster's pack registration.
+/// Every pack under `<root>/packs`, sorted by name, to be layered as it is. Entries that are not
+/// packs (dot files, the installer's staging and lock) are ignored; a directory with a pack name
+/// but a broken pack.yaml is an error, since shipping it would break the cluster's pack
+/// registration, and so is a pack whose virtualenv a `--cache-from` build left empty.
 pub fn collect(root: &Path) -> Result<Vec<PackTree>, TreeError> {
+    let packs = every_pack(root)?;
+    // An empty virtualenv directory is one a --cache-from build left: layering it would ship a
+    // pack without the virtualenv its pin claims.
+    if let Some(pack) = packs.iter().find(|pack| {
+        pack.pin.virtualenv_key().is_some()
+            && pack
+                .virtualenv_dir
+                .as_ref()
+                .is_some_and(|dir| std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()))
+    }) {
+        return Err(TreeError::VirtualenvElsewhere {
+            root: root.to_path_buf(),
+            pack: pack.name.to_string(),
+        });
+    }
+    Ok(packs)
+}
+
+/// Every pack under `<root>/packs`, sorted by name (see [`collect`]), however complete.
+fn every_pack(root: &Path) -> Result<Vec<PackTree>, TreeError> {
     if !root.is_dir() {
         return Err(TreeError::MissingRoot(root.to_path_buf()));
     }
@@ -110,6 +142,7 @@ pub fn pack_tree(root: &Path, name: PackName) -> Result<PackTree, TreeError> {
     };
     Ok(PackTree {
         virtualenv_dir: virtualenv_dir.is_dir().then_some(virtualenv_dir),
+        virtualenv_elsewhere: false,
         pack_dir,
         name,
         pin,

@@ -15,8 +15,8 @@ use super::runtime_args::{self, RuntimeDefault};
 use super::target_args::{TargetArgs, print_written};
 use super::{Failure, run_to_exit_code, usage};
 use crate::build::{
-    self, BaseImage, BuildEvent, BuildOutcome, BuildRequest, CacheRef, LayerOrigin, PackInput,
-    Written,
+    self, BaseImage, BuildEvent, BuildOutcome, BuildRequest, CacheRef, LayerOrigin, MadeLayer,
+    PackInput, Written,
 };
 use crate::image::layer::{Compression, LayerOptions};
 use crate::install;
@@ -119,18 +119,48 @@ struct BuildSummary {
 struct PackSummary {
     name: String,
     version: String,
+    /// The pack directory's layer.
+    #[serde(flatten)]
+    layer: LayerSummary,
+    /// The virtualenv's layer, right below the pack's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    virtualenv: Option<LayerSummary>,
+}
+
+#[derive(Serialize)]
+struct LayerSummary {
     layer: String,
     layer_reused: bool,
     /// `built` (tarred and compressed by this build), `local-cache` (the layer cache had it: the
-    /// installed pack was unchanged since an earlier build on this cache directory) or
-    /// `cache-from` (taken from a --cache-from image: the pack was not installed).
+    /// installed files were unchanged since an earlier build on this cache directory) or
+    /// `cache-from` (taken from a --cache-from image: not installed nor layered).
     layer_source: &'static str,
     /// The --cache-from image the layer was taken from.
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_from: Option<String>,
     /// Bytes of the layer's tar this build compressed: 0 for a reused layer, less than the whole
-    /// when an unchanged virtualenv's compressed bytes were copied.
+    /// when the compressed bytes of unchanged files were copied.
     layer_bytes_compressed: u64,
+}
+
+impl LayerSummary {
+    fn new(layer: &MadeLayer) -> LayerSummary {
+        LayerSummary {
+            layer: layer.digest.clone(),
+            layer_reused: layer.reused(),
+            layer_source: match &layer.origin {
+                LayerOrigin::Built => "built",
+                LayerOrigin::LocalCache => "local-cache",
+                LayerOrigin::CacheFrom(_) => "cache-from",
+                LayerOrigin::Merged => "merged",
+            },
+            layer_from: match &layer.origin {
+                LayerOrigin::CacheFrom(from) => Some(crate::redact::redact_url(&from.to_string())),
+                _ => None,
+            },
+            layer_bytes_compressed: layer.bytes_compressed,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -276,16 +306,24 @@ fn print_event(event: BuildEvent<'_>) {
     match event {
         BuildEvent::Installed(report) => print_summary(report),
         BuildEvent::TakenFrom(taken) => eprintln!(
-            "{} {}: layer taken from {}, not installed",
+            "{} {}: layers taken from {}, not installed",
             taken.record.name, taken.record.pin.version, taken.from
         ),
-        BuildEvent::Warning(warning) => eprintln!("warning: {warning}"),
-        BuildEvent::Built(built) => eprintln!(
-            "built {} with {} pack layer(s) ({} unchanged since an earlier build)",
-            built.digest(),
-            built.packs.len(),
-            built.packs.iter().filter(|p| p.reused).count()
+        BuildEvent::VirtualenvTaken { pack, from } => eprintln!(
+            "{} {}: virtualenv layer taken from {}, not built",
+            pack.name, pack.pin.version, from
         ),
+        BuildEvent::Warning(warning) => eprintln!("warning: {warning}"),
+        BuildEvent::Built(built) => {
+            let layers = || built.packs.iter().flat_map(|p| p.layers());
+            eprintln!(
+                "built {} with {} pack(s) in {} layer(s) ({} reused)",
+                built.digest(),
+                built.packs.len(),
+                layers().count(),
+                layers().filter(|l| l.reused()).count()
+            )
+        }
         BuildEvent::Wrote(written) => print_written(written),
     }
 }
@@ -307,21 +345,8 @@ fn summary(
             .map(|pack| PackSummary {
                 name: pack.pin.name.clone(),
                 version: pack.pin.version.clone(),
-                layer: pack.layer.clone(),
-                layer_reused: pack.reused,
-                layer_source: match &pack.origin {
-                    LayerOrigin::Built => "built",
-                    LayerOrigin::LocalCache => "local-cache",
-                    LayerOrigin::CacheFrom(_) => "cache-from",
-                    LayerOrigin::Merged => "merged",
-                },
-                layer_from: match &pack.origin {
-                    LayerOrigin::CacheFrom(from) => {
-                        Some(crate::redact::redact_url(&from.to_string()))
-                    }
-                    _ => None,
-                },
-                layer_bytes_compressed: pack.bytes_compressed,
+                layer: LayerSummary::new(&pack.layer),
+                virtualenv: pack.virtualenv.as_ref().map(LayerSummary::new),
             })
             .collect(),
         pushed: push_summaries(&outcome.written),

@@ -262,6 +262,7 @@ impl InstallSettings {
             lock_timeout: Duration::from_secs(self.lock_timeout),
             progress: placement.progress,
             locked: None,
+            virtualenvs_elsewhere: Default::default(),
         };
         Ok((options, specs))
     }

@@ -73,6 +73,9 @@ struct PackSummary {
     name: String,
     version: String,
     layer: String,
+    /// Its virtualenv's layer, when it has one of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    virtualenv_layer: Option<String>,
     /// The image the pack was taken from.
     from: String,
     /// Earlier images whose copy of the pack it replaced.
@@ -146,12 +149,15 @@ async fn merge_images(args: &MergeArgs) -> Result<(), Failure> {
 /// Shows each step of the merge on stderr as it completes.
 fn print_event(event: BuildEvent<'_>) {
     match event {
-        BuildEvent::Installed(_) | BuildEvent::TakenFrom(_) => {}
+        BuildEvent::Installed(_)
+        | BuildEvent::TakenFrom(_)
+        | BuildEvent::VirtualenvTaken { .. } => {}
         BuildEvent::Warning(warning) => eprintln!("warning: {warning}"),
         BuildEvent::Built(built) => eprintln!(
-            "merged {} with {} pack layer(s)",
+            "merged {} with {} pack(s) in {} layer(s)",
             built.digest(),
-            built.packs.len()
+            built.packs.len(),
+            built.packs.iter().flat_map(|p| p.layers()).count()
         ),
         BuildEvent::Wrote(written) => print_written(written),
     }
@@ -200,7 +206,8 @@ fn summary(
             .map(|(pack, layer)| PackSummary {
                 name: pack.name.clone(),
                 version: pack.version.clone(),
-                layer: layer.layer.clone(),
+                layer: layer.layer.digest.clone(),
+                virtualenv_layer: layer.virtualenv.as_ref().map(|l| l.digest.clone()),
                 from: pack.from.clone(),
                 replaced: pack
                     .replaced

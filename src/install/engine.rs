@@ -551,6 +551,8 @@ enum Prepared {
     Build {
         python_version: String,
         from_cache: bool,
+        /// No virtualenv was built: one that exists elsewhere is the same.
+        elsewhere: bool,
         warnings: Vec<String>,
     },
     Unchanged {
@@ -645,11 +647,25 @@ async fn prepare(
         });
     }
 
-    options.progress.step(shown, Step::BuildingVirtualenv);
-    let built = venv::build_venv(&spec, &pack.txn.staged_venv())
-        .await
-        .map_err(|e| format!("virtualenv for pack {name} failed: {e}"))?;
-    let mut warnings = built.warnings.clone();
+    let elsewhere = pin.virtualenv.as_ref().is_some_and(|wanted| {
+        wanted.key.is_some()
+            && options
+                .virtualenvs_elsewhere
+                .get(name)
+                .is_some_and(|pins| pins.contains(wanted))
+    });
+    let (python_version, from_cache, mut warnings) = if elsewhere {
+        // Left empty, so that a later install in this root sees no virtualenv to keep.
+        let staged_venv = pack.txn.staged_venv();
+        std::fs::create_dir(&staged_venv).map_err(|e| format!("{}: {e}", staged_venv.display()))?;
+        (python.version.clone(), false, Vec::new())
+    } else {
+        options.progress.step(shown, Step::BuildingVirtualenv);
+        let built = venv::build_venv(&spec, &pack.txn.staged_venv())
+            .await
+            .map_err(|e| format!("virtualenv for pack {name} failed: {e}"))?;
+        (built.python_version, built.from_cache, built.warnings)
+    };
     keep_config(&installed_pack, &staged)
         .map_err(|e| format!("{}: {e}", installed_pack.display()))?;
     pin.write(&staged)
@@ -672,8 +688,9 @@ async fn prepare(
         .map_err(|e| format!("internal error: a worker thread failed: {e}"))?
         .map_err(|e| e.to_string())?;
     Ok(Prepared::Build {
-        python_version: built.python_version,
-        from_cache: built.from_cache,
+        python_version,
+        from_cache,
+        elsewhere,
         warnings,
     })
 }
@@ -704,6 +721,7 @@ fn finish(pack: FetchedPack, prepared: Prepared, base: PackOutcome) -> PackOutco
         Prepared::Build {
             python_version,
             from_cache,
+            elsewhere,
             warnings,
         } => match pack.txn.commit(&name) {
             Ok(()) => {
@@ -711,6 +729,7 @@ fn finish(pack: FetchedPack, prepared: Prepared, base: PackOutcome) -> PackOutco
                     status: Status::Installed,
                     python_version: Some(python_version),
                     virtualenv_from_cache: from_cache,
+                    virtualenv_elsewhere: elsewhere,
                     ..base
                 };
                 outcome.warnings.extend(warnings);
@@ -741,6 +760,7 @@ fn blank_outcome(spec: &str, requested_by: &[String]) -> PackOutcome {
         commit: None,
         python_version: None,
         virtualenv_from_cache: false,
+        virtualenv_elsewhere: false,
         error: None,
         warnings: Vec::new(),
     }

@@ -26,6 +26,7 @@ pub use engine::{
 };
 
 use crate::cache::Cache;
+use crate::pack::pin::VirtualenvPin;
 use crate::progress::Progress;
 use crate::source::index::IndexOptions;
 use place::Targets;
@@ -69,6 +70,10 @@ pub struct InstallOptions {
     /// pack fetched must be in it, at its commit or content, and its virtualenv gets the locked
     /// requirements, hash-checked, instead of resolving the pack's own.
     pub locked: Option<Arc<BTreeMap<String, LockedPack>>>,
+    /// Virtualenvs that exist already elsewhere (layers of a `--cache-from` image), by pack
+    /// name: a pack whose virtualenv would have one of these pins gets none built; its
+    /// virtualenv directory is left empty and its outcome says `virtualenv_elsewhere`.
+    pub virtualenvs_elsewhere: Arc<BTreeMap<String, Vec<VirtualenvPin>>>,
 }
 
 /// What a lock file fixed of one pack, as the engine enforces it.
@@ -115,6 +120,10 @@ pub struct PackOutcome {
     pub python_version: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub virtualenv_from_cache: bool,
+    /// No virtualenv was built: one of [`InstallOptions::virtualenvs_elsewhere`] is the one it
+    /// would be.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub virtualenv_elsewhere: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -58,6 +58,7 @@ pub async fn make(
             virtualenvs_dir: work.path().join("virtualenvs"),
         },
         locked: None,
+        virtualenvs_elsewhere: Default::default(),
         ..options.clone()
     };
     let runtime = install::runtime_pin(&options).await?;
