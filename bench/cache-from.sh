@@ -369,9 +369,9 @@ measure() {
   say "changed: $CHANGED_PACK's code (new commit)"
   run_scenario code bench/packs:prev
 
-  # Then a commit to its requirements (one more line, a package already among its
-  # dependencies): its virtualenv is built again whatever the cache.
-  printf 'six==1.17.0\n' >>"$SRC/$CHANGED_PACK/requirements.txt"
+  # Then a commit to its requirements (one more line, a package another pack uses, in the
+  # wheelhouse): its virtualenv is built again whatever the cache.
+  printf 'PyYAML==6.0.2\n' >>"$SRC/$CHANGED_PACK/requirements.txt"
   commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK requirements"
   say "changed: $CHANGED_PACK's requirements (new commit)"
   run_scenario requirements "bench/code-full-$RUNS:cur"

@@ -496,6 +496,28 @@ fn an_image_that_is_missing_or_not_a_pack_image_is_a_warning_and_everything_is_b
     .assert_stderr_has("--cache-from \"Not A Ref\"");
 }
 
+/// `oci:DIR:1` for the layout `name` of the sandbox.
+fn layout_of(sandbox: &Sandbox, name: &str) -> String {
+    format!("oci:{}:1", sandbox.path().join(name).display())
+}
+
+/// The arguments of a build of `spec` on scratch into the layout `name`, with `more`.
+fn to_layout(sandbox: &Sandbox, spec: &str, name: &str, more: &[&str]) -> Vec<String> {
+    let mut args = [
+        spec,
+        "--base",
+        "scratch",
+        "--tag",
+        "st2packs:1",
+        "--json",
+        "--output",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(layout_of(sandbox, name));
+    with(args, more)
+}
+
 /// A layer is taken only from an image built with the same settings: another compression or
 /// another SOURCE_DATE_EPOCH builds the pack again. Images in OCI layouts work as REFs too.
 #[test]
@@ -503,22 +525,8 @@ fn a_layer_is_taken_only_when_the_build_settings_match() {
     let sandbox = Sandbox::new();
     let repo = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
     let spec = format!("file://{}", repo.display());
-    let layout = |name: &str| format!("oci:{}:1", sandbox.path().join(name).display());
-    let image = |name: &str, more: &[&str]| -> Vec<String> {
-        with(
-            vec![
-                spec.clone(),
-                "--base".into(),
-                "scratch".into(),
-                "--tag".into(),
-                "st2packs:1".into(),
-                "--json".into(),
-                "--output".into(),
-                layout(name),
-            ],
-            more,
-        )
-    };
+    let layout = |name: &str| layout_of(&sandbox, name);
+    let image = |name: &str, more: &[&str]| to_layout(&sandbox, &spec, name, more);
     let first = build(
         &sandbox,
         &empty_cache(&sandbox, "cache-1"),
@@ -573,22 +581,8 @@ fn a_changed_pack_takes_its_virtualenv_layer_only_while_its_requirements_are_the
     let sandbox = Sandbox::new();
     let repo = pack_repo(sandbox.path(), "with_reqs", &["0.3.0"]);
     let spec = format!("file://{}", repo.display());
-    let layout = |name: &str| format!("oci:{}:1", sandbox.path().join(name).display());
-    let image = |name: &str, more: &[&str]| -> Vec<String> {
-        with(
-            vec![
-                spec.clone(),
-                "--base".into(),
-                "scratch".into(),
-                "--tag".into(),
-                "st2packs:1".into(),
-                "--json".into(),
-                "--output".into(),
-                layout(name),
-            ],
-            more,
-        )
-    };
+    let layout = |name: &str| layout_of(&sandbox, name);
+    let image = |name: &str, more: &[&str]| to_layout(&sandbox, &spec, name, more);
     let commit = |message: &str| {
         git(&repo, &["commit", "-q", "-am", message]);
     };

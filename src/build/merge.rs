@@ -817,28 +817,25 @@ mod tests {
             )
             .unwrap();
         for pin in packs {
+            let mut append = |what: String, created_by: String| {
+                let entry = HistoryEntry {
+                    created_by,
+                    created: Some(0),
+                    comment: None,
+                };
+                image.append_layer(layer(&what), entry).unwrap();
+            };
+            let (name, version) = (&pin.name, &pin.version);
             if virtualenv_layers {
-                image
-                    .append_layer(
-                        layer(&format!("{}-{} virtualenv", pin.name, pin.version)),
-                        HistoryEntry {
-                            created_by: pack_layer::virtualenv_created_by(&pin.name, &pin.version),
-                            created: Some(0),
-                            comment: None,
-                        },
-                    )
-                    .unwrap();
+                append(
+                    format!("{name}-{version} virtualenv"),
+                    pack_layer::virtualenv_created_by(name, version),
+                );
             }
-            image
-                .append_layer(
-                    layer(&format!("{}-{}", pin.name, pin.version)),
-                    HistoryEntry {
-                        created_by: pack_layer::created_by(&pin.name, &pin.version),
-                        created: Some(0),
-                        comment: None,
-                    },
-                )
-                .unwrap();
+            append(
+                format!("{name}-{version}"),
+                pack_layer::created_by(name, version),
+            );
         }
         label::set_packs(&mut image, packs);
         image

@@ -338,31 +338,24 @@ pub fn build_image(
     let mut layer_sources = BTreeMap::new();
     for item in items {
         let pin = &item.pin;
-        let virtualenv = match item.virtualenv {
-            Some(source) => {
-                let (layer, made) = source.into_layer(&mut layer_sources);
-                progress.named(&made.digest, &format!("{} virtualenv", pin.name));
-                let diff_id = layer.diff_id.clone();
-                append_layer(
-                    &mut image,
-                    layer,
-                    virtualenv_created_by(&pin.name, &pin.version),
-                    created,
-                )?;
-                Some((made, diff_id))
-            }
-            None => None,
+        let mut append = |source: Source, created_by: String, shown: &str| {
+            let (layer, made) = source.into_layer(&mut layer_sources);
+            // Pushing shows the layer by the name of what it holds.
+            progress.named(&made.digest, shown);
+            let diff_id = layer.diff_id.clone();
+            append_layer(&mut image, layer, created_by, created).map(|()| (made, diff_id))
         };
-        let (layer, made) = item.pack.into_layer(&mut layer_sources);
-        // Pushing shows the layer by its pack's name.
-        progress.named(&made.digest, &pin.name);
-        let diff_id = layer.diff_id.clone();
-        append_layer(
-            &mut image,
-            layer,
-            created_by(&pin.name, &pin.version),
-            created,
-        )?;
+        let virtualenv = item
+            .virtualenv
+            .map(|source| {
+                append(
+                    source,
+                    virtualenv_created_by(&pin.name, &pin.version),
+                    &format!("{} virtualenv", pin.name),
+                )
+            })
+            .transpose()?;
+        let (made, diff_id) = append(item.pack, created_by(&pin.name, &pin.version), &pin.name)?;
         let (virtualenv, venv_diff_id) = virtualenv.unzip();
         records.push(item.record.record(pin, diff_id, venv_diff_id));
         layers.push(PackLayer {
