@@ -597,3 +597,79 @@ mod bad_input {
             .assert_stderr_has("it locks: hello_st2");
     }
 }
+
+/// `lock` and `install` reach a runtime image's registry with the registry flags, as `build`
+/// does: its CA (`--ca-file`) and the login given (`--username` + `--password-stdin`). The
+/// image here does not exist, so getting as far as "not found" shows both were used.
+#[test]
+fn lock_and_install_reach_a_runtime_images_registry_with_the_registry_flags() {
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let registry = TestRegistry::start_tls_htpasswd("ci", "right-pass-3");
+    let image = format!("{}/st2/runtime:missing", registry.host());
+    let home = sandbox.path().join("home");
+    let repo = pack_repo(sandbox.path(), "hello_st2", &["1.1.0"]);
+    let spec = format!("file://{}", repo.display());
+    let attempt = |program: &str, subcommand: Option<&str>, login: &[&str], password: &str| {
+        let mut command = sandbox.command(program, &[]);
+        command
+            .args(subcommand)
+            .args([&spec, "--runtime-image", &image, "--cache-dir"])
+            .arg(home.join("cache"))
+            .args(login)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if subcommand == Some("install") || program.ends_with("st2-pack-install") {
+            command
+                .arg("--packs-dir")
+                .arg(sandbox.packs())
+                .arg("--virtualenvs-dir")
+                .arg(sandbox.venvs());
+        }
+        let mut child = command.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        Run::from(child.wait_with_output().unwrap())
+    };
+    let ca = registry.ca_file().to_str().unwrap().to_string();
+    let login = ["--ca-file", &ca, "--username", "ci", "--password-stdin"];
+    let st2pack = env!("CARGO_BIN_EXE_st2pack");
+    for (program, subcommand) in [
+        (st2pack, Some("lock")),
+        (st2pack, Some("install")),
+        (env!("CARGO_BIN_EXE_st2-pack-install"), None),
+    ] {
+        let shown = format!("{program} {subcommand:?}");
+        // Without its CA, the registry's certificate is not trusted.
+        let untrusted = attempt(program, subcommand, &[], "");
+        assert_ne!(untrusted.code, 0, "{shown}");
+        untrusted.assert_stderr_has(&format!("--runtime-image {image}"));
+        assert!(
+            untrusted.stderr.contains("certificate"),
+            "{shown}: {}",
+            untrusted.stderr
+        );
+        // With it and the login, the registry answers that the image is not there.
+        let answered = attempt(program, subcommand, &login, "right-pass-3\n");
+        assert_ne!(answered.code, 0, "{shown}");
+        answered.assert_stderr_has(&format!("--runtime-image {image}"));
+        assert!(
+            answered.stderr.contains("not found"),
+            "{shown}: {}",
+            answered.stderr
+        );
+        assert!(!answered.stderr.contains("right-pass-3"), "{shown}");
+        // A wrong password is refused as such.
+        let refused = attempt(program, subcommand, &login, "wrong\n");
+        assert!(
+            refused.stderr.contains("authentication"),
+            "{shown}: {}",
+            refused.stderr
+        );
+    }
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::registry_args::RegistryArgs;
 use super::runtime_args::{self, RuntimeDefault, RuntimeFlags};
 use super::{failed, run_to_exit_code, usage};
 use crate::cache::Cache;
@@ -16,7 +17,6 @@ use crate::install::venv::{Installer, VenvRuntime};
 use crate::install::{self, InstallOptions, InstallReport, Status, default_jobs};
 use crate::pack::spec::PackSpec;
 use crate::progress::Progress;
-use crate::registry::{RegistryClient, RegistryOptions};
 use crate::source::index::{DEFAULT_INDEX_URL, IndexOptions, check_url, split_url_list};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,6 +51,10 @@ pub struct InstallArgs {
 
     #[command(flatten)]
     pub settings: InstallSettings,
+
+    /// For --runtime-image.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 
     /// Print a machine-readable summary on stdout.
     #[arg(long)]
@@ -285,7 +289,7 @@ pub fn run(args: &InstallArgs) -> i32 {
             settings.cache_dir.clone(),
             Duration::from_secs(settings.lock_timeout),
         )?;
-        let registry = RegistryClient::new(RegistryOptions::default()).map_err(failed)?;
+        let registry = settings.runtime.registry_client(&args.registry)?;
         let default = RuntimeDefault::Native;
         let runtime_image =
             runtime_args::apply(&settings.runtime, &mut options, default, &registry, &cache)

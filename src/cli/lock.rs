@@ -8,13 +8,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::install::{InstallSettings, Placement};
+use super::registry_args::RegistryArgs;
 use super::runtime_args::{self, RuntimeDefault};
 use super::{Failure, failed, run_to_exit_code, usage};
 use crate::install::{self, InstallOptions};
 use crate::lockfile::{DEFAULT_FILE, LockFile, diff, make, select};
 use crate::pack::spec::PackSpec;
 use crate::progress::Progress;
-use crate::registry::{RegistryClient, RegistryOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct LockArgs {
@@ -34,6 +34,10 @@ pub struct LockArgs {
 
     #[command(flatten)]
     pub install: InstallSettings,
+
+    /// For --runtime-image.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 
     /// Lock pip and wheel too, for builds with --keep-pip (st2-pack-install keeps them).
     #[arg(long)]
@@ -75,7 +79,7 @@ async fn lock(args: &LockArgs) -> Result<(), Failure> {
         settings.cache_dir.clone(),
         Duration::from_secs(settings.lock_timeout),
     )?;
-    let registry = RegistryClient::new(RegistryOptions::default()).map_err(failed)?;
+    let registry = settings.runtime.registry_client(&args.registry)?;
     // As `build`: the lock is for the image's runtime.
     let default = RuntimeDefault::ChartDefault;
     let runtime_image =

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use super::registry_args::RegistryArgs;
 use super::{Failure, usage};
 use crate::build::runtime_image::{ImageRuntime, load_runtime_image};
 use crate::cache::Cache;
@@ -89,6 +90,13 @@ impl RuntimeFlags {
         (!given.starts_with("oci:"))
             .then(|| Reference::parse(given).ok())
             .flatten()
+    }
+
+    /// A client for `--runtime-image`, with the command's registry flags (`install` and `lock`
+    /// name no other registry).
+    pub fn registry_client(&self, flags: &RegistryArgs) -> Result<RegistryClient, Failure> {
+        let reference = self.registry_reference();
+        flags.client(&Vec::from_iter(&reference)).map_err(usage)
     }
 
     /// True when any option names a runtime.
