@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::registry::TestRegistry;
 use common::repos::{bare_clone, copy_fixture, git, pack_repo, write_index};
 use common::run::{Run, Sandbox};
-use common::servers::{GitDaemon, HttpServer};
+use common::servers::{GitDaemon, HttpServer, PackageIndex};
 use common::wheel::build_wheel;
 use st2pack::lockfile::LockFile;
 
@@ -672,4 +672,72 @@ fn lock_and_install_reach_a_runtime_images_registry_with_the_registry_flags() {
             refused.stderr
         );
     }
+}
+
+/// A pack allowed to choose its index (`--allow-pack-index-options`) gets its locked
+/// requirements from that index again: the lock file has exact versions and hashes, the pack's
+/// requirements file (at the locked commit) says where they come from. No wheelhouse here, so
+/// anything not found on the pack's index would come from PyPI, which has none of these files.
+#[test]
+fn a_locked_install_finds_the_packs_own_index_again() {
+    let sandbox = Sandbox::new();
+    let wheelhouse = sandbox.wheelhouse();
+    // The seeds the installer asks for without a wheelhouse include `wheel`.
+    build_wheel(
+        &wheelhouse,
+        "wheel",
+        "0.45.1",
+        &[("wheel/__init__.py", "")],
+        &[],
+        &[],
+    );
+    let index = PackageIndex::serve(&wheelhouse);
+    let pack = sandbox.path().join("with_reqs");
+    copy_fixture("with_reqs", &pack);
+    fs::write(
+        pack.join("requirements.txt"),
+        format!("--index-url {}\nst2pack-fixture-lib\n", index.url()),
+    )
+    .unwrap();
+    let lock_file = sandbox.path().join("st2packs.lock");
+    let python = ["--runtime", "host", "--python", PYTHON];
+    let mut lock = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
+    lock.arg("lock")
+        .arg(&pack)
+        .args(["--allow-pack-index-options", "-o"])
+        .arg(&lock_file)
+        .args(python)
+        .arg("--cache-dir")
+        .arg(sandbox.path().join("lock-cache"));
+    Run::from(lock.output().unwrap()).assert_ok();
+    let locked = fs::read_to_string(&lock_file).unwrap();
+    assert!(locked.contains("st2pack-fixture-lib"), "{locked}");
+    assert!(
+        !locked.contains(&index.url()),
+        "the index stays in the pack: {locked}"
+    );
+
+    let before = index.connections();
+    let install = sandbox
+        .install_command(&[])
+        .args([
+            "--locked",
+            lock_file.to_str().unwrap(),
+            "--allow-pack-index-options",
+        ])
+        .args(["--python", PYTHON])
+        .output()
+        .unwrap();
+    Run::from(install).assert_ok();
+    assert!(
+        index.connections() > before,
+        "installed from the pack's index"
+    );
+    assert_eq!(
+        sandbox.venv_python(
+            "with_reqs",
+            "import fixture_lib; print(fixture_lib.shout('hi'))"
+        ),
+        "HI!"
+    );
 }

@@ -66,11 +66,7 @@ pub(crate) async fn build(
         Some(dir) => Some(installer::wheelhouse_listing(dir)?),
         None => None,
     };
-    let locked = spec
-        .locked_requirements
-        .as_deref()
-        .map(installer::locked_requirements_file)
-        .transpose()?;
+    let locked = installer::locked_requirements_file(spec)?;
     let (seeds, mut warnings) = match &locked {
         // The lock file chose the seeds.
         Some(_) => (Vec::new(), Vec::new()),

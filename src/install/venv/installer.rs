@@ -260,11 +260,7 @@ pub(crate) async fn install(
     build_dir: &Path,
     seeds: &[&str],
 ) -> Result<(), VenvError> {
-    let locked = spec
-        .locked_requirements
-        .as_deref()
-        .map(locked_requirements_file)
-        .transpose()?;
+    let locked = locked_requirements_file(spec)?;
     let mut packages: Vec<OsString> = Vec::new();
     if let Some(locked) = &locked {
         // Exactly the lock file's versions, each file checked against its hashes.
@@ -321,10 +317,27 @@ pub(crate) async fn install(
     run(cmd, label, build_dir, &spec.final_dir, INSTALL_HINT).await
 }
 
-/// A lock file's requirements written where the installer reads them (never into the
-/// virtualenv); removed when dropped.
-pub(crate) fn locked_requirements_file(text: &str) -> Result<tempfile::NamedTempFile, VenvError> {
+/// The lock file's requirements of `spec`, if any, written where the installer reads them (never
+/// into the virtualenv; removed when dropped). When the pack may choose where packages come from
+/// (`--allow-pack-index-options`), its requirements' index options come first, so that what was
+/// locked from the pack's index is found there again.
+pub(crate) fn locked_requirements_file(
+    spec: &VenvSpec,
+) -> Result<Option<tempfile::NamedTempFile>, VenvError> {
     use std::io::Write;
+    let Some(locked) = &spec.locked_requirements else {
+        return Ok(None);
+    };
+    let mut text = String::new();
+    if spec.allow_pack_index_options
+        && let Some(requirements) = super::read_requirements(spec)?
+    {
+        for line in &requirements.index_options {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.push_str(locked);
     let mut file = tempfile::Builder::new()
         .prefix("st2pack-locked-")
         .suffix(".txt")
@@ -333,7 +346,7 @@ pub(crate) fn locked_requirements_file(text: &str) -> Result<tempfile::NamedTemp
     file.write_all(text.as_bytes())
         .and_then(|()| file.flush())
         .map_err(|e| VenvError::io("write", file.path(), e))?;
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// Removes the pip (and wheel) that `python -m venv` seeded, once everything is installed: they

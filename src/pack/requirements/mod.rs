@@ -30,6 +30,11 @@ pub struct Requirements {
     /// Every file read, in the order pip reads them, each once.
     pub files: Vec<ReadFile>,
     pub problems: Vec<Problem>,
+    /// The options that choose where packages come from (`--index-url`, `--find-links`...), as
+    /// requirement lines in reading order, when the policy allows them: a lock file's exact
+    /// requirements are installed from there too. A relative `--find-links` path is made
+    /// absolute, as pip resolves it against the file that names it.
+    pub index_options: Vec<String>,
 }
 
 /// One file of the requirements, with its path relative to the pack.
@@ -230,6 +235,17 @@ impl Reader {
                 let message = policy::index_option(&shown);
                 self.refuse(file.relative, at, shown, message);
             }
+            OptionKind::Index if self.reading == Reading::Pip => {
+                let value = match option.spec.long {
+                    "--find-links" if !has_scheme(value) && !Path::new(value).is_absolute() => {
+                        let base = file.pip_path.parent().unwrap_or(Path::new(""));
+                        base.join(value).display().to_string()
+                    }
+                    _ => value.to_string(),
+                };
+                let line = format!("{} {value}", option.spec.long);
+                self.found.index_options.push(line.trim_end().to_string());
+            }
             OptionKind::NoBinary if self.policy.only_binary => {
                 let message = policy::no_binary(&shown);
                 self.refuse(file.relative, at, shown, message);
@@ -407,6 +423,35 @@ mod tests {
 
     fn refusals(found: &Requirements) -> Vec<String> {
         found.refusals().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn index_options_are_kept_in_reading_order_only_when_allowed() {
+        let dir = pack(&[
+            (
+                "requirements.txt",
+                b"--index-url https://bob:s3cret@pypi.example/simple\nsix\n-r reqs/more.txt\n",
+            ),
+            (
+                "reqs/more.txt",
+                b"-f ./wheels\n--extra-index-url=https://x.example/simple\n--no-index\npyyaml\n",
+            ),
+        ]);
+        let allowed = Policy {
+            allow_index_options: true,
+            only_binary: false,
+        };
+        let wheels = dir.path().join("pack").join("reqs").join("./wheels");
+        assert_eq!(
+            read(&dir, allowed).index_options,
+            [
+                "--index-url https://bob:s3cret@pypi.example/simple".to_string(),
+                format!("--find-links {}", wheels.display()),
+                "--extra-index-url https://x.example/simple".to_string(),
+                "--no-index".to_string(),
+            ]
+        );
+        assert!(read(&dir, STRICT).index_options.is_empty());
     }
 
     #[test]
