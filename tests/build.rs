@@ -184,6 +184,38 @@ fn the_charts_copy_step_works_on_a_pushed_image_and_a_non_root_user_can_use_it()
     let inspection = inspect.json();
     assert_eq!(inspection["digest"], digest.as_str());
     assert_eq!(inspection["packs"].as_array().unwrap().len(), 2);
+    // Each layer with what made it: the base's, then each pack's virtualenv and the pack.
+    let made: Vec<&str> = inspection["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .map(|l| l["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        made,
+        [
+            "st2pack: virtualenv hello_st2 1.1.0",
+            "st2pack: pack hello_st2 1.1.0",
+            "st2pack: virtualenv with_reqs 0.3.0",
+            "st2pack: pack with_reqs 0.3.0",
+        ]
+    );
+    assert!(
+        inspection["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let shown = st2pack(&sandbox, &["inspect", &tag]);
+    shown.assert_ok();
+    assert!(
+        shown
+            .stdout
+            .contains("(st2pack: virtualenv with_reqs 0.3.0)"),
+        "{}",
+        shown.stdout
+    );
 }
 
 #[test]

@@ -173,7 +173,8 @@ bin/st2pack build --root /opt/stackstorm --base scratch --cache-dir /st2pack-tes
     let inspected: serde_json::Value =
         serde_json::from_str(&output(Command::new("skopeo").args(["inspect", &layout]))).unwrap();
     assert_eq!(inspected["Digest"], digest.trim());
-    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 1);
+    // The pack's virtualenv's layer, then its own.
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2);
     let label: serde_json::Value = serde_json::from_str(
         inspected["Labels"]["org.stackstorm.st2pack.packs"]
             .as_str()

@@ -2,6 +2,7 @@
 //! registry or an OCI layout, without pulling the layers (`st2pack inspect`, and the images
 //! `st2pack merge` takes).
 
+use serde::Serialize;
 use thiserror::Error;
 
 use super::label::{self, LabelError};
@@ -33,7 +34,18 @@ pub struct Inspected {
     pub digest: Option<String>,
     /// The packs, as the image's label records them.
     pub packs: Vec<PackPin>,
-    pub layers: Vec<Descriptor>,
+    pub layers: Vec<InspectedLayer>,
+}
+
+/// One layer of an inspected image.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectedLayer {
+    #[serde(flatten)]
+    pub descriptor: Descriptor,
+    /// What the config's history says made it (for a pack image, `st2pack: virtualenv aws
+    /// 2.0.2` or `st2pack: pack aws 2.0.2`), when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -100,12 +112,7 @@ impl ImageName {
                 ImageName::Registry { reference, .. } => reference.to_string(),
             },
             digest: read.digest,
-            layers: read
-                .image
-                .layers
-                .iter()
-                .map(|l| l.descriptor.clone())
-                .collect(),
+            layers: layers_of(&read.image),
         })
     }
 
@@ -162,6 +169,23 @@ pub struct ReadImage {
     pub layout_store: Option<BlobStore>,
 }
 
+/// The image's layers, each with what the history says made it (nothing when the history does
+/// not describe every layer: then it cannot be told which entry is which layer's).
+fn layers_of(image: &Image) -> Vec<InspectedLayer> {
+    let history = image.layer_history();
+    image
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| InspectedLayer {
+            descriptor: layer.descriptor.clone(),
+            created_by: history
+                .as_ref()
+                .map(|h| h[i].clone())
+                .filter(|described| !described.is_empty()),
+        })
+        .collect()
+}
 fn packs_of(image: &Image, name: &str) -> Result<Vec<PackPin>, InspectError> {
     label::packs(image).map_err(|source| InspectError::Label {
         image: name.to_string(),

@@ -6,9 +6,8 @@ use serde::Serialize;
 
 use super::registry_args::RegistryArgs;
 use super::{EXIT_USAGE, Failure, run_to_exit_code};
-use crate::build::inspect::{ImageName, Inspected};
+use crate::build::inspect::{ImageName, Inspected, InspectedLayer};
 use crate::build::label;
-use crate::image::model::Descriptor;
 use crate::pack::pin::PackPin;
 
 #[derive(Debug, Clone, Args)]
@@ -32,7 +31,7 @@ struct Inspection {
     digest: Option<String>,
     #[serde(serialize_with = "label::serialize_entries")]
     packs: Vec<PackPin>,
-    layers: Vec<Descriptor>,
+    layers: Vec<InspectedLayer>,
 }
 
 pub fn run(args: &InspectArgs) -> i32 {
@@ -90,9 +89,17 @@ async fn inspect(args: &InspectArgs) -> Result<(), Failure> {
     }
     println!("\nlayers ({}):", inspection.layers.len());
     for layer in &inspection.layers {
+        let descriptor = &layer.descriptor;
         println!(
-            "  {}  {:>12} bytes  {}",
-            layer.digest, layer.size, layer.media_type
+            "  {}  {:>12} bytes  {}{}",
+            descriptor.digest,
+            descriptor.size,
+            descriptor.media_type,
+            layer
+                .created_by
+                .as_deref()
+                .map(|made| format!("  ({made})"))
+                .unwrap_or_default()
         );
     }
     Ok(())
