@@ -477,6 +477,23 @@ async fn images_that_cannot_be_a_runtime_are_refused_clearly() {
     );
     assert_eq!(error.exit_code(), 2);
 
+    // From a registry, it is refused from its config, before any layer is downloaded.
+    let registry = TestRegistry::start_plain();
+    let remote = format!("{}/st2/arm:1", registry.host());
+    let copied = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", &arm])
+        .arg(format!("docker://{remote}"))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    let before = blob_gets(&registry);
+    let message = load(&remote, &cache).await.unwrap_err().to_string();
+    assert!(
+        message.contains("linux/arm64, not linux/amd64"),
+        "{message}"
+    );
+    assert_eq!(blob_gets(&registry) - before, 1, "the config only");
+
     // References that name nothing usable, quoted as typed; credentials never shown.
     for (given, needle) in [
         ("Not A Reference", "`Not A Reference`"),

@@ -25,7 +25,8 @@ use crate::image::model::sha256_hex;
 use crate::image::unpack::{UnpackError, apply_layer};
 use crate::redact::{redact_url, scrub};
 use crate::registry::{
-    Reference, ReferenceError, RegistryClient, RegistryError, pull_image, resolve_manifest_digest,
+    Reference, ReferenceError, RegistryClient, RegistryError, pull_config, pull_layers,
+    resolve_manifest_digest,
 };
 use crate::runtime::image_root::{ImagePython, ImageRoot, ST2_VENV, write_launcher};
 use crate::runtime::target::Arch;
@@ -247,16 +248,20 @@ pub async fn fetch_runtime_image(
             reference: shown.clone(),
             source,
         })?;
-    let pulled = pull_image(registry, &pinned, &store)
+    // The config first: an image for another platform is refused before its layers are pulled.
+    let pulled = pull_config(registry, &pinned, &store)
         .await
         .map_err(pull_error)?;
-    let image =
-        Image::from_config_and_descriptors(&pulled.config, pulled.layers).map_err(|source| {
-            RuntimeImageError::Image {
-                reference: shown.clone(),
-                source,
-            }
-        })?;
+    let image = Image::from_config_and_descriptors(&pulled.config, pulled.layers.clone()).map_err(
+        |source| RuntimeImageError::Image {
+            reference: shown.clone(),
+            source,
+        },
+    )?;
+    check_platform(&image, &shown)?;
+    pull_layers(registry, &pinned, &store, &pulled.layers)
+        .await
+        .map_err(pull_error)?;
     let (digest_for_unpack, shown_for_unpack) = (digest.clone(), shown.clone());
     let (root, unpacked_now) = blocking(move || {
         unpack_once(
@@ -499,13 +504,7 @@ fn unpack_once(
     if let Some(root) = cached(runtimes, digest) {
         return Ok((root, false));
     }
-    let (os, architecture, _) = image.platform();
-    if os != "linux" || architecture != "amd64" {
-        return Err(RuntimeImageError::Unsupported {
-            reference: shown.to_string(),
-            reason: format!("it is an image for {os}/{architecture}, not linux/amd64"),
-        });
-    }
+    check_platform(image, shown)?;
     let cache_error = |action, path: &Path| {
         let path = path.to_path_buf();
         move |source| RuntimeImageError::Cache {
@@ -559,6 +558,18 @@ fn unpack_once(
     }
     mark_used(&final_root);
     Ok((final_root, true))
+}
+
+/// Refuses an image whose interpreter cannot run here.
+fn check_platform(image: &Image, shown: &str) -> Result<(), RuntimeImageError> {
+    let (os, architecture, _) = image.platform();
+    if os != "linux" || architecture != "amd64" {
+        return Err(RuntimeImageError::Unsupported {
+            reference: shown.to_string(),
+            reason: format!("it is an image for {os}/{architecture}, not linux/amd64"),
+        });
+    }
+    Ok(())
 }
 
 /// Runs blocking work (file system, processes) off the async workers.
