@@ -291,6 +291,28 @@ fn a_build_from_the_previous_image_installs_and_uploads_only_the_changed_pack() 
         )
     );
     second.assert_stderr_has("alpha 1.2.0: virtualenv layer taken from");
+    // Only alpha was installed in this run.
+    let installed: Vec<(&str, bool)> = summary["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["installed"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        installed,
+        [
+            ("alpha", true),
+            ("beta", false),
+            ("hello_deps", false),
+            ("hello_st2", false),
+            ("with_reqs", false)
+        ]
+    );
     assert_eq!(
         sources(&summary),
         [

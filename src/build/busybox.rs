@@ -74,6 +74,7 @@ pub async fn run(
         digest: built.digest(),
         image: built,
         written,
+        installed: Default::default(),
     })
 }
 

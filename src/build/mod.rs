@@ -32,7 +32,7 @@ pub mod runtime_image;
 pub mod target;
 pub mod tree;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ use crate::cache::Cache;
 use crate::image::blobs::{BlobError, BlobStore};
 use crate::image::layer::LayerOptions;
 use crate::image::layer_cache::CacheError;
-use crate::install::{InstallError, InstallReport};
+use crate::install::{InstallError, InstallReport, Status};
 use crate::pack::pin::VirtualenvPin;
 use crate::progress::Progress;
 use crate::registry::RegistryClient;
@@ -87,6 +87,8 @@ pub struct BuildOutcome {
     pub image: BuiltImage,
     /// One entry per target, in the request's order.
     pub written: Vec<Written>,
+    /// The packs installed by this run (not found unchanged, nor taken from `--cache-from`).
+    pub installed: BTreeSet<String>,
 }
 
 /// What the pipeline is doing, for the front end to show as it happens.
@@ -179,7 +181,18 @@ pub async fn run(
     };
     let (input, mut cached, offered) =
         take_cached(request, settings.as_ref(), &store, &mut on_event).await;
-    let packs = packs::collect(&input, &request.cache, &mut on_event).await?;
+    let mut installed = BTreeSet::new();
+    let packs = packs::collect(&input, &request.cache, &mut |event| {
+        if let BuildEvent::Installed(report) = &event {
+            installed.extend(
+                (report.packs.iter())
+                    .filter(|p| p.status == Status::Installed)
+                    .filter_map(|p| p.name.clone()),
+            );
+        }
+        on_event(event)
+    })
+    .await?;
     let virtualenvs_taken = take_virtualenvs(&packs, &offered)?;
     for pack in &packs {
         if let Some(taken) = virtualenvs_taken.get(pack.name.as_str()) {
@@ -260,6 +273,7 @@ pub async fn run(
         digest: built.digest(),
         image: built,
         written,
+        installed,
     })
 }
 

@@ -119,6 +119,9 @@ struct BuildSummary {
 struct PackSummary {
     name: String,
     version: String,
+    /// Installed by this run: fetched and placed in the build root (not found there unchanged,
+    /// nor taken whole from a --cache-from image).
+    installed: bool,
     /// The pack directory's layer.
     #[serde(flatten)]
     layer: LayerSummary,
@@ -343,6 +346,7 @@ fn summary(
             .packs
             .iter()
             .map(|pack| PackSummary {
+                installed: outcome.installed.contains(&pack.pin.name),
                 name: pack.pin.name.clone(),
                 version: pack.pin.version.clone(),
                 layer: LayerSummary::new(&pack.layer),
