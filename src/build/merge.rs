@@ -629,8 +629,9 @@ fn check_runtimes(
     Ok(())
 }
 
-/// The merged image: the base, then each pack's layer in pack-name order with its history
-/// entry, the label, and a build's created time and annotations.
+/// The merged image: the base, then each pack's layers (its virtualenv's, then its own) in
+/// pack-name order with their history entries, the labels, and a build's created time and
+/// annotations.
 fn assemble(
     base: &Source,
     merged: &[Merged],

@@ -108,7 +108,7 @@ async fn install(
     on_event: &mut impl FnMut(BuildEvent<'_>),
 ) -> Result<Vec<PackTree>, BuildError> {
     if specs.is_empty() {
-        // Every pack's layer was taken from a --cache-from image.
+        // Every pack's layers were taken from a --cache-from image.
         return Ok(Vec::new());
     }
     let options = build_options(root, options, cache)?;

@@ -1,4 +1,4 @@
-//! The image being built: a base image's config and layers, plus one layer per pack.
+//! The image being built: a base image's config and layers, plus the layers appended to it.
 //!
 //! Building is appending layers to a base (as go-containerregistry's `mutate`); writing the
 //! result somewhere is a separate step ([`super::layout`], [`super::archive`], the registry

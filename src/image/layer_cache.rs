@@ -19,8 +19,8 @@
 //! Entries are small JSON files `<root>/layers/<key>.json` (or in a directory of their own, see
 //! [`LayerCache::open_in`]) and are only valid while their blob is still in the [`BlobStore`]; a
 //! record's mtime is its last use. When a layer must be rebuilt, the [`SegmentCache`] under the same
-//! root lets it copy the compressed bytes of its unchanged part (a virtualenv, when only the pack
-//! changed).
+//! root lets it copy the compressed bytes of its unchanged trees (a virtualenv linked again with
+//! the same files).
 
 use std::fs;
 use std::io::{self, Write as _};

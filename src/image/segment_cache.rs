@@ -1,5 +1,6 @@
-//! Compressed members of earlier layers, so that a layer whose pack changed but whose virtualenv
-//! did not is rebuilt without recompressing the virtualenv.
+//! Compressed members of earlier layers, so that a layer made again from the same files (a
+//! virtualenv linked again from the installer's cache: new inodes, which the layer cache's key
+//! covers) is not compressed again.
 //!
 //! A layer blob is a series of compressed members, one per segment of its entries (see
 //! [`layer`](super::layer)). A record maps a segment's key (its entries' names, sizes and

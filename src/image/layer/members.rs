@@ -1,15 +1,15 @@
-//! Writing a layer blob as a series of compressed members: one per segment of the plan (for a
-//! pack's layer: the pack's entries, then its virtualenv's), then one for the end-of-archive
-//! marker.
+//! Writing a layer blob as a series of compressed members: one per segment of the plan (one per
+//! source tree of the layer), then one for the end-of-archive marker.
 //!
 //! Concatenated gzip members are one gzip stream (RFC 1952 §2.2) and concatenated zstd frames
 //! one zstd stream (RFC 8878 §3): Go's readers (containerd, docker, skopeo, umoci), GNU gzip and
 //! zstd read them whole. A reader that stops after the first member (flate2's `GzDecoder`, as
-//! opposed to its `MultiGzDecoder`) would see only the pack. The tar inside is byte for byte what
+//! opposed to its `MultiGzDecoder`) would see only the first tree. The tar inside is byte for byte what
 //! it would be compressed in one piece, so the diff id does not change. What the split buys: a segment
 //! whose entries are unchanged since an earlier build has its member copied from that build's
-//! blob (see [`SegmentCache`]) rather than compressed again, which is most of the time of
-//! rebuilding a pack's layer after an edit to the pack alone. Each member is compressed from a
+//! blob (see [`SegmentCache`]) rather than compressed again: a tree made again with the same
+//! files (a virtualenv linked again from the installer's cache) misses the layer cache, whose key
+//! covers inodes, but not this. Each member is compressed from a
 //! fresh compressor with the pinned settings, so the bytes are the same whether a member was
 //! copied or compressed.
 
