@@ -7,6 +7,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod file_lock;
 pub mod image;
 pub mod install;
 pub mod lockfile;

@@ -1,14 +1,17 @@
 //! The install lock: one installer at a time per packs directory, and never an endless wait.
 //!
 //! Upstream's lock file outlives a killed process and then blocks every later run; an OS file
-//! lock is released by the kernel when its holder dies, so a stale lock cannot exist.
+//! lock ([`crate::file_lock`]) is released by the kernel when its holder dies, so a stale lock
+//! cannot exist.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use thiserror::Error;
+
+use crate::file_lock::{LockMode, WaitError, wait_for};
 
 /// Name of the lock file inside the packs directory.
 pub const LOCK_FILE: &str = ".st2pack.lock";
@@ -50,26 +53,18 @@ pub fn acquire(dir: &Path, timeout: Duration) -> Result<InstallLock, LockError> 
         .write(true)
         .open(&path)
         .map_err(io_err)?;
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(20);
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if started.elapsed() < timeout => {
-                std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                return Err(LockError::Timeout {
-                    dir: dir.to_path_buf(),
-                    holder: holder.trim().to_string(),
-                    waited: timeout,
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+    match wait_for(&file, LockMode::Exclusive, timeout, || {}) {
+        Ok(()) => {}
+        Err(WaitError::TimedOut) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(LockError::Timeout {
+                dir: dir.to_path_buf(),
+                holder: holder.trim().to_string(),
+                waited: timeout,
+            });
         }
+        Err(WaitError::Io(e)) => return Err(io_err(e)),
     }
     // Record who holds it, for the message another waiting run prints.
     file.set_len(0).map_err(io_err)?;
@@ -80,6 +75,8 @@ pub fn acquire(dir: &Path, timeout: Duration) -> Result<InstallLock, LockError> 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]
