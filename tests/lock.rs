@@ -682,16 +682,7 @@ fn lock_and_install_reach_a_runtime_images_registry_with_the_registry_flags() {
 fn a_locked_install_finds_the_packs_own_index_again() {
     let sandbox = Sandbox::new();
     let wheelhouse = sandbox.wheelhouse();
-    // The seeds the installer asks for without a wheelhouse include `wheel`.
-    build_wheel(
-        &wheelhouse,
-        "wheel",
-        "0.45.1",
-        &[("wheel/__init__.py", "")],
-        &[],
-        &[],
-    );
-    let index = PackageIndex::serve(&wheelhouse);
+    let index = PackageIndex::serve_for_installs(&wheelhouse);
     let pack = sandbox.path().join("with_reqs");
     copy_fixture("with_reqs", &pack);
     fs::write(

@@ -151,16 +151,7 @@ fn index_trust_and_host_path_options_are_refused_each() {
 fn allow_pack_index_options_lets_a_trusted_pack_use_its_own_index() {
     let sandbox = Sandbox::new();
     let wheelhouse = sandbox.wheelhouse();
-    // The seeds the installer asks for without a wheelhouse include `wheel`.
-    build_wheel(
-        &wheelhouse,
-        "wheel",
-        "0.45.1",
-        &[("wheel/__init__.py", "")],
-        &[],
-        &[],
-    );
-    let index = PackageIndex::serve(&wheelhouse);
+    let index = PackageIndex::serve_for_installs(&wheelhouse);
     let pack = pack_with(
         &sandbox,
         &format!("--index-url {}\nst2pack-fixture-lib\n", index.url()),

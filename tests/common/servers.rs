@@ -200,6 +200,20 @@ pub struct PackageIndex {
 }
 
 impl PackageIndex {
+    /// An index of `dir` an install can take everything from: the wheel of `wheel`, one of the
+    /// seeds the installer asks for when there is no wheelhouse, is added to `dir` first.
+    pub fn serve_for_installs(dir: &Path) -> PackageIndex {
+        super::wheel::build_wheel(
+            dir,
+            "wheel",
+            "0.45.1",
+            &[("wheel/__init__.py", "")],
+            &[],
+            &[],
+        );
+        PackageIndex::serve(dir)
+    }
+
     pub fn serve(dir: &Path) -> PackageIndex {
         let dir = dir.to_path_buf();
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
