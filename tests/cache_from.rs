@@ -12,6 +12,7 @@ use common::registry::TestRegistry;
 use common::repos::{bare_clone, copy_fixture, git, pack_repo, set_version, write_index};
 use common::run::{Run, Sandbox};
 use common::servers::GitDaemon;
+use common::wheel::build_wheel;
 
 fn st2pack(sandbox: &Sandbox, args: &[&str]) -> Run {
     let mut command = sandbox.command(env!("CARGO_BIN_EXE_st2pack"), &[]);
@@ -702,4 +703,92 @@ fn a_changed_pack_takes_its_virtualenv_layer_only_while_its_requirements_are_the
             ("built".to_string(), None)
         )]
     );
+}
+
+/// A pack that ships its own wheels (`--find-links ./wheels`, allowed with
+/// `--allow-pack-index-options`) gets a new virtualenv when a commit adds a wheel there, though
+/// its requirements' text is the same: what a local `--find-links` offers is an input of the
+/// virtualenv, for `--cache-from` and for the local virtualenv cache alike.
+#[test]
+fn a_new_wheel_the_pack_ships_is_a_new_virtualenv() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path().join("shipped");
+    copy_fixture("with_reqs", &repo);
+    build_wheel(
+        &repo.join("wheels"),
+        "st2pack-shipped-lib",
+        "1.0",
+        &[("shipped_lib.py", "VERSION = '1.0'\n")],
+        &[],
+        &[],
+    );
+    fs::write(
+        repo.join("requirements.txt"),
+        "--find-links ./wheels\nst2pack-shipped-lib\n",
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "1.0"]);
+    let spec = format!("file://{}", repo.display());
+    let allow = "--allow-pack-index-options";
+    let cache = sandbox.path().join("cache-1");
+    build(
+        &sandbox,
+        &cache,
+        &strs(&to_layout(&sandbox, &spec, "first", &[allow])),
+    )
+    .assert_ok();
+
+    // A commit that only adds the next version's wheel.
+    build_wheel(
+        &repo.join("wheels"),
+        "st2pack-shipped-lib",
+        "1.1",
+        &[("shipped_lib.py", "VERSION = '1.1'\n")],
+        &[],
+        &[],
+    );
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "1.1"]);
+    let taken = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-2"),
+        &strs(&to_layout(
+            &sandbox,
+            &spec,
+            "second",
+            &[allow, "--cache-from", &layout_of(&sandbox, "first")],
+        )),
+    );
+    taken.assert_ok();
+    assert_eq!(
+        layer_sources(&taken.json())[0].2,
+        ("built".to_string(), None),
+        "the virtualenv is built again: {}",
+        taken.stderr
+    );
+    let full = build(
+        &sandbox,
+        &empty_cache(&sandbox, "cache-3"),
+        &strs(&to_layout(&sandbox, &spec, "full", &[allow])),
+    );
+    full.assert_ok();
+    assert_eq!(taken.json()["digest"], full.json()["digest"]);
+    // The build root the first build used, with its virtualenv cache: the new wheel too.
+    let local = build(
+        &sandbox,
+        &cache,
+        &strs(&to_layout(&sandbox, &spec, "local", &[allow])),
+    );
+    local.assert_ok();
+    assert_eq!(local.json()["digest"], full.json()["digest"]);
+    let installed = sandbox
+        .path()
+        .join("cache-3/build-roots-v1/default/virtualenvs/with_reqs");
+    let found = walkdir::WalkDir::new(&installed)
+        .into_iter()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name() == "st2pack_shipped_lib-1.1.dist-info");
+    assert!(found, "version 1.1 is installed in {}", installed.display());
 }

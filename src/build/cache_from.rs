@@ -25,20 +25,21 @@
 //! The pack's recorded dependencies are then requested as if the pack had been installed, so
 //! none is dropped. A pack whose commit changed is installed, but its virtualenv is not built
 //! when an image has the layer of the very virtualenv it would get (same pack name, build key and
-//! virtualenv pin, whose key covers the requirements): the virtualenv's layer is taken and only
-//! the pack's own layer is made ([`Plan::virtualenvs`]). The image is the one a build without
+//! virtualenv pin, whose key covers the requirements files and what a local `--find-links` in
+//! them offers): the virtualenv's layer is taken and only the pack's own layer is made
+//! ([`Plan::virtualenvs`]). The image is the one a build without
 //! `--cache-from` makes from the same pins: the layers, their history entries and both labels are
 //! written the same way either way.
 //!
 //! [`LAYERS_LABEL`]: super::layers_label::LAYERS_LABEL
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 
 use super::layers_label::{self, LayerRecord};
-use super::pack_layer::{PACKS_IN_IMAGE, VIRTUALENVS_IN_IMAGE};
+use super::pack_layer::{PACKS_IN_IMAGE, VIRTUALENVS_IN_IMAGE, created_by, virtualenv_created_by};
 use crate::cache::Bucket;
 use crate::image::assemble::Image;
 use crate::image::blobs::BlobStore;
@@ -417,26 +418,39 @@ struct RecordedPack {
     virtualenv_layer: Option<Layer>,
 }
 
-/// The image's recorded packs, each with the layers of its diff ids (a pack missing one is left
-/// out).
+/// The image's recorded packs, each with the layers of its diff ids. A record is only believed
+/// where the image agrees with it: its layer is described in the history as that pack's, and
+/// its virtualenv's layer lies right below, described as that pack's virtualenv (a pin with a
+/// virtualenv must name that layer). Any other record is left out, never guessed at: a wrong
+/// guess would put one pack's files under another's name.
 fn records_with_layers(image: &Image) -> Result<Vec<RecordedPack>, String> {
     let records = layers_label::layers(image)
         .map_err(|e| format!("it is not a pack image st2pack can reuse: {e}"))?;
-    let by_diff_id: BTreeMap<&str, &Layer> = image
-        .layers
-        .iter()
-        .map(|l| (l.diff_id.as_str(), l))
-        .collect();
+    let history = image.layer_history().unwrap_or_default();
+    let described =
+        |index: usize, expected: &str| history.get(index).map(String::as_str) == Some(expected);
     Ok(records
         .into_iter()
         .filter_map(|record| {
-            let layer = |diff_id: &str| by_diff_id.get(diff_id).map(|l| (*l).clone());
+            let (name, version) = (&record.name, &record.pin.version);
+            let at = image
+                .layers
+                .iter()
+                .position(|l| l.diff_id == record.diff_id)?;
+            described(at, &created_by(name, version)).then_some(())?;
             let virtualenv_layer = match &record.virtualenv_diff_id {
-                Some(diff_id) => Some(layer(diff_id)?),
+                Some(diff_id) => {
+                    let below = at.checked_sub(1)?;
+                    let layer = &image.layers[below];
+                    let agrees = layer.diff_id == *diff_id
+                        && described(below, &virtualenv_created_by(name, version));
+                    Some(agrees.then(|| layer.clone())?)
+                }
+                None if record.pin.virtualenv.is_some() => return None,
                 None => None,
             };
             Some(RecordedPack {
-                layer: layer(&record.diff_id)?,
+                layer: image.layers[at].clone(),
                 virtualenv_layer,
                 record,
             })
@@ -484,5 +498,81 @@ mod tests {
             ["aws=1.0.0"]
         );
         assert!(dependencies(&record(&["https://***@git.example.com/x.git"])).is_none());
+    }
+
+    /// An image of packs `aws` and `jira`, each a virtualenv layer and its own, with the layers
+    /// label `records` makes of their diff ids.
+    fn image_with(records: impl Fn(&[Layer]) -> Vec<LayerRecord>) -> Image {
+        use crate::image::assemble::{HistoryEntry, descriptor_of};
+        use crate::image::model::{OCI_LAYER_GZIP, sha256_digest};
+        let mut image = Image::scratch();
+        for name in ["aws", "jira"] {
+            for (what, created) in [
+                ("virtualenv", virtualenv_created_by(name, "1")),
+                ("pack", created_by(name, "1")),
+            ] {
+                let content = format!("{name} {what}");
+                let layer = Layer {
+                    descriptor: descriptor_of(OCI_LAYER_GZIP, content.as_bytes()),
+                    diff_id: sha256_digest(format!("{content} tar").as_bytes()),
+                };
+                let entry = HistoryEntry {
+                    created_by: created,
+                    ..Default::default()
+                };
+                image.append_layer(layer, entry).unwrap();
+            }
+        }
+        let records = records(&image.layers);
+        layers_label::set_layers(&mut image, &records);
+        image
+    }
+
+    fn record(name: &str, diff_id: &str, virtualenv_diff_id: Option<&str>) -> LayerRecord {
+        LayerRecord {
+            name: name.into(),
+            diff_id: diff_id.into(),
+            virtualenv_diff_id: virtualenv_diff_id.map(String::from),
+            build_key: Some("sha256:k".into()),
+            dependencies: Vec::new(),
+            pin: PackPin {
+                name: name.into(),
+                version: "1".into(),
+                source: "s".into(),
+                r#ref: None,
+                commit: None,
+                content_digest: None,
+                virtualenv: Some(VirtualenvPin::default()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_record_is_believed_only_where_the_image_agrees_with_it() {
+        let id = |layers: &[Layer], i: usize| layers[i].diff_id.clone();
+        let image = image_with(|l| {
+            vec![
+                record("aws", &id(l, 1), Some(&id(l, 0))),
+                record("jira", &id(l, 3), Some(&id(l, 2))),
+            ]
+        });
+        let found = records_with_layers(&image).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].layer, image.layers[3]);
+        assert_eq!(found[1].virtualenv_layer.as_ref(), Some(&image.layers[2]));
+
+        // A virtualenv that is another pack's, a layer that is another pack's, a pin with a
+        // virtualenv and no virtualenv layer: each record is left out.
+        let wrong: [(usize, Option<usize>); 3] = [(1, Some(2)), (3, Some(2)), (1, None)];
+        for (layer, virtualenv) in wrong {
+            let image = image_with(|l| {
+                vec![record(
+                    "aws",
+                    &id(l, layer),
+                    virtualenv.map(|v| id(l, v)).as_deref(),
+                )]
+            });
+            assert!(records_with_layers(&image).unwrap().is_empty());
+        }
     }
 }

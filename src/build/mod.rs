@@ -350,7 +350,7 @@ fn take_virtualenvs(
                     },
                 )),
                 None => Err(BuildError::InstalledPack(format!(
-                    "pack {} was installed without a virtualenv, and no --cache-from image has its layer",
+                    "pack {} was installed without a virtualenv, but no --cache-from image has the one it needs (another build may have changed the build root meanwhile); build again",
                     pack.name
                 ))),
             }

@@ -2,7 +2,8 @@
 //! copies into its shared volumes, `/opt/stackstorm/packs/<pack>/` and
 //! `/opt/stackstorm/virtualenvs/<pack>/`.
 //!
-//! Each pack gets two layers: its virtualenv's, then its own directory's. A virtualenv changes
+//! Each pack gets two layers: its virtualenv's, then its own directory's (only the latter for a
+//! pack without a virtualenv). A virtualenv changes
 //! only with the pack's requirements or the build's settings, while the pack's files change with
 //! every commit; kept apart, a commit that only touches the pack's code leaves its virtualenv's
 //! layer as it was, so a later build takes that layer from the registry (`--cache-from`) instead

@@ -135,6 +135,11 @@ fn inputs_digest(
             for file in &requirements.files {
                 h.field("requirements", &file.content);
             }
+            // What a local `--find-links` offers is installed as surely as what the text names
+            // (a pack may ship its own wheels): a new wheel there is a new virtualenv.
+            for path in &requirements.find_links_paths {
+                hash_find_links(&mut h, path)?;
+            }
         }
         Some(None) => h.field("requirements", b"\0none"),
         None => h.field("requirements", b"\0not covered"),
@@ -191,6 +196,32 @@ fn inputs_digest(
         }
     }
     Ok(hex::encode(h.0.finalize()))
+}
+
+/// Hashes the name and content of each file a local `--find-links` path offers: the files of a
+/// directory (not its subdirectories, as pip and uv read it), or the file itself.
+fn hash_find_links(h: &mut Hasher, path: &Path) -> Result<(), VenvError> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|file| file.is_file())
+            .collect(),
+        Err(_) if path.is_file() => vec![path.to_path_buf()],
+        Err(_) => {
+            h.field("find_links", b"\0missing");
+            return Ok(());
+        }
+    };
+    files.sort();
+    h.field("find_links", b"");
+    for file in files {
+        let content = std::fs::read(&file).map_err(|e| VenvError::io("read", &file, e))?;
+        let name = file.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+        h.field("find_links.file", name);
+        h.field("find_links.sha256", &Sha256::digest(&content));
+    }
+    Ok(())
 }
 
 fn entry_dir(cache_dir: &Path, key: &str) -> PathBuf {

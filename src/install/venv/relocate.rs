@@ -76,16 +76,17 @@ pub(crate) fn relocate(dir: &Path, from: &Path, to: &Path) -> Result<Vec<String>
         std::fs::write(path, new).map_err(|e| VenvError::io("rewrite", path, e))?;
         rewritten.insert(path.to_path_buf());
     }
-    if !rewritten.is_empty() {
-        refresh_records(dir, &rewritten)?;
-    }
+    refresh_records(dir, &rewritten)?;
     Ok(warnings)
 }
 
 /// Installers record each installed file's sha256 and size in `*.dist-info/RECORD`. Scripts
 /// rewritten above are re-hashed there, so the record stays true and does not keep the
-/// fingerprint of the staging path (which would make otherwise identical builds differ).
+/// fingerprint of the staging path (which would make otherwise identical builds differ). uv's
+/// `uv_cache.json` (a timestamp it leaves for a distribution installed from a local path) is
+/// dropped, with its line, for the same reason.
 fn refresh_records(dir: &Path, rewritten: &HashSet<PathBuf>) -> Result<(), VenvError> {
+    const UV_CACHE_NOTE: &str = "uv_cache.json";
     for entry in walkdir::WalkDir::new(dir).follow_links(false) {
         let entry = entry.map_err(|e| walk_error(dir, e))?;
         let record = entry.path();
@@ -100,11 +101,21 @@ fn refresh_records(dir: &Path, rewritten: &HashSet<PathBuf>) -> Result<(), VenvE
             continue;
         };
         let text = std::fs::read_to_string(record).map_err(|e| VenvError::io("read", record, e))?;
+        let cache_note = record.with_file_name(UV_CACHE_NOTE);
         let mut changed = false;
+        if cache_note.exists() {
+            std::fs::remove_file(&cache_note)
+                .map_err(|e| VenvError::io("remove", &cache_note, e))?;
+            changed = true;
+        }
         let mut lines = Vec::new();
         for line in text.lines() {
             let mut fields = line.rsplitn(3, ',');
             let (size, hash, file) = (fields.next(), fields.next(), fields.next());
+            if file.is_some_and(|f| f.trim_matches('"').ends_with(&format!("/{UV_CACHE_NOTE}"))) {
+                changed = true;
+                continue;
+            }
             let target = file.map(|f| lexical_join(site_packages, f.trim_matches('"')));
             match (target, hash, size) {
                 (Some(target), Some(hash), Some(_))

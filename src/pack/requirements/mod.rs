@@ -35,6 +35,9 @@ pub struct Requirements {
     /// requirements are installed from there too. A relative `--find-links` path is made
     /// absolute, as pip resolves it against the file that names it.
     pub index_options: Vec<String>,
+    /// The local directories (or files) those `--find-links` options name, resolved the same
+    /// way: what is in them is an input of the virtualenv as much as the requirements' text.
+    pub find_links_paths: Vec<PathBuf>,
 }
 
 /// One file of the requirements, with its path relative to the pack.
@@ -236,10 +239,22 @@ impl Reader {
                 self.refuse(file.relative, at, shown, message);
             }
             OptionKind::Index if self.reading == Reading::Pip => {
-                let value = match option.spec.long {
-                    "--find-links" if !has_scheme(value) && !Path::new(value).is_absolute() => {
+                let local = match value.strip_prefix("file://") {
+                    Some(path) => Some(PathBuf::from(path)),
+                    None if option.spec.long == "--find-links" && !has_scheme(value) => {
                         let base = file.pip_path.parent().unwrap_or(Path::new(""));
-                        base.join(value).display().to_string()
+                        Some(base.join(value))
+                    }
+                    None => None,
+                };
+                let value = match &local {
+                    Some(path) if option.spec.long == "--find-links" => {
+                        self.found.find_links_paths.push(path.clone());
+                        if value.starts_with("file://") {
+                            value.to_string()
+                        } else {
+                            path.display().to_string()
+                        }
                     }
                     _ => value.to_string(),
                 };
@@ -451,6 +466,7 @@ mod tests {
                 "--no-index".to_string(),
             ]
         );
+        assert_eq!(read(&dir, allowed).find_links_paths, [wheels]);
         assert!(read(&dir, STRICT).index_options.is_empty());
     }
 
