@@ -39,8 +39,9 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TEMPLATE_PACK="$REPO_ROOT/fixtures/packs/hello_st2"
-CONSTRAINTS="$REPO_ROOT/bench/constraints.txt"
 RESULTS_FILE="$REPO_ROOT/BENCHMARKS.md"
 MARK_START='<!-- cache-from-bench:start -->'
 MARK_END='<!-- cache-from-bench:end -->'
@@ -61,91 +62,39 @@ declare -A REQUIREMENTS=(
   [bench_e]=$'requests==2.32.3\nPyYAML==6.0.2'
 )
 
-say() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-  printf '[bench] error: %s\n' "$*" >&2
-  exit 1
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
 # ---------------------------------------------------------------------------------------------
 # Setup
 # ---------------------------------------------------------------------------------------------
 
 check_tools() {
-  local missing=() tool
-  for tool in docker-registry git uv python3 awk curl /usr/bin/time; do
-    command -v "$tool" >/dev/null || missing+=("$tool")
-  done
-  ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (Debian: apt-get install -y" \
-    "docker-registry git python3 curl; uv: https://docs.astral.sh/uv/)"
+  require_tools "Debian: apt-get install -y docker-registry git python3 curl; uv: https://docs.astral.sh/uv/" \
+    docker-registry git uv python3 awk curl /usr/bin/time
   ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
 }
 
 on_exit() {
   local status=$?
   stop_registry
-  if ((status == 0 && REMOVE_WORK)); then
-    rm -rf "$WORK"
-  elif ((status != 0)); then
-    say "work directory kept for inspection: $WORK"
-  fi
+  leave_workdir "$status"
 }
 
 setup_workdir() {
-  if [[ -n ${BENCH_DIR:-} ]]; then
-    WORK=$(mkdir -p "$BENCH_DIR" && cd "$BENCH_DIR" && pwd)
-    REMOVE_WORK=0
-  else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/st2pack-cache-from-bench.XXXXXX")
-    REMOVE_WORK=1
-  fi
+  make_workdir st2pack-cache-from-bench
   SRC="$WORK/src"
   WHEELHOUSE="$WORK/wheelhouse"
   LOGS="$WORK/logs"
   SCRATCH="$WORK/scratch"
-  ACCESS_LOG="$LOGS/registry-access.log"
   rm -rf "$SRC" "$LOGS" "$SCRATCH" "$WORK/registry"
   mkdir -p "$SRC" "$LOGS" "$SCRATCH"
   trap on_exit EXIT
   say "work directory: $WORK"
 }
 
-# This machine's pip/uv settings stay out of the measurement.
-isolate_environment() {
-  export PIP_CONFIG_FILE=/dev/null UV_NO_CONFIG=1
-  unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL UV_FIND_LINKS UV_INDEX_URL \
-    UV_EXTRA_INDEX_URL UV_CACHE_DIR PYTHONPATH PYTHONHOME VIRTUAL_ENV ST2PACK_CACHE_DIR \
-    ST2_CONFIG_PATH SOURCE_DATE_EPOCH
-}
-
 resolve_tools() {
-  PYTHON=${BENCH_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
-  [[ -x $PYTHON ]] || die "no interpreter at $PYTHON"
-  PYTHON_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
+  resolve_python
   UV_VERSION=$(uv --version)
-  if [[ -n ${ST2PACK_BIN:-} ]]; then
-    [[ -x $ST2PACK_BIN ]] || die "ST2PACK_BIN=$ST2PACK_BIN is not an executable"
-  else
-    say "building st2pack (cargo build --release --locked)"
-    (cd "$REPO_ROOT" && cargo build --release --locked --bin st2pack) >"$LOGS/cargo-build.log" 2>&1 ||
-      {
-        tail -n 30 "$LOGS/cargo-build.log" >&2
-        die "cargo build failed (log above)"
-      }
-    local target_dir
-    target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps --offline |
-      "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-    ST2PACK_BIN="$target_dir/release/st2pack"
-  fi
+  st2pack_binary st2pack
   say "measuring $ST2PACK_BIN; python $PYTHON_VERSION, $UV_VERSION"
-}
-
-commit_all() {
-  GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z' \
-    git -C "$1" -c user.name=bench -c user.email=bench@example.invalid -c commit.gpgsign=false \
-    commit -q -am "$2"
 }
 
 make_packs() {
@@ -158,7 +107,7 @@ make_packs() {
     printf '%s\n' "${REQUIREMENTS[$pack]}" >"$dir/requirements.txt"
     git -C "$dir" -c init.defaultBranch=main init -q
     git -C "$dir" add -A
-    commit_all "$dir" "$pack 1.0.0"
+    commit_fixed "$dir" -am "$pack 1.0.0"
   done
 }
 
@@ -167,60 +116,8 @@ build_wheelhouse() {
     say "wheelhouse: reusing $WHEELHOUSE"
     return
   fi
-  rm -rf "$WHEELHOUSE"
-  local pack requirement_args=()
-  for pack in "${PACKS[@]}"; do
-    requirement_args+=(-r "$SRC/$pack/requirements.txt")
-  done
   say "wheelhouse: downloading from PyPI (pinned by bench/constraints.txt)"
-  env -u PIP_CONFIG_FILE "$PYTHON" -m pip download --quiet --no-cache-dir --only-binary=:all: \
-    --dest "$WHEELHOUSE" --constraint "$CONSTRAINTS" "${requirement_args[@]}" \
-    six pip 'setuptools<81' wheel >"$LOGS/wheelhouse.log" 2>&1 ||
-    {
-      tail -n 30 "$LOGS/wheelhouse.log" >&2
-      die "pip download failed (log above)"
-    }
-  touch "$WHEELHOUSE/.complete"
-}
-
-free_port() {
-  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-start_registry() {
-  local port
-  port=$(free_port)
-  mkdir -p "$WORK/registry"
-  cat >"$WORK/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry/data
-http:
-  addr: 127.0.0.1:$port
-  secret: st2pack-bench
-EOF
-  docker-registry serve "$WORK/registry/config.yml" >"$ACCESS_LOG" 2>"$LOGS/registry.log" &
-  REGISTRY_PID=$!
-  REG="127.0.0.1:$port"
-  local i
-  for ((i = 0; i < 100; i++)); do
-    curl -fsS "http://$REG/v2/" >/dev/null 2>&1 && return
-    sleep 0.1
-  done
-  die "docker-registry did not start (log: $LOGS/registry.log)"
-}
-
-stop_registry() {
-  if [[ -n ${REGISTRY_PID:-} ]]; then
-    kill "$REGISTRY_PID" 2>/dev/null || true
-    wait "$REGISTRY_PID" 2>/dev/null || true
-    REGISTRY_PID=
-  fi
+  download_wheelhouse "$WHEELHOUSE" "$LOGS/wheelhouse.log"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +168,7 @@ for layer in m["layers"]:
 
 # The registry requests logged after line $1, counted by kind, in markdown table rows.
 request_counts() {
-  tail -n +"$(($1 + 1))" "$ACCESS_LOG" | awk '
+  tail -n +"$(($1 + 1))" "$REGISTRY_ACCESS_LOG" | awk '
     {
       split($0, quoted, "\""); split(quoted[2], request, " ")
       method = request[1]; path = request[2]; status = quoted[3]; sub(/^ */, "", status); sub(/ .*/, "", status)
@@ -288,10 +185,6 @@ request_counts() {
     END { for (k in count) printf "| %s | %d |\n", k, count[k] }' | sort
 }
 
-median() {
-  printf '%s\n' "$@" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
 
 # A JSON field of the build summary $1 (a Python expression of `s`).
@@ -317,7 +210,7 @@ run_scenario() {
         full+=("$LAST_WALL") full_cpu+=("$LAST_CPU")
       else
         local logged
-        logged=$(wc -l <"$ACCESS_LOG")
+        logged=$(wc -l <"$REGISTRY_ACCESS_LOG")
         build "$SCRATCH/cache" "$LOGS/$name-cf-$i" --tag "$REG/bench/$name-cf-$i:cur" --json \
           --cache-from "$REG/bench/$name-cf-$i:prev"
         cached+=("$LAST_WALL") cached_cpu+=("$LAST_CPU")
@@ -365,14 +258,14 @@ measure() {
 
   # A commit to the pack's own files (its version, in pack.yaml), not to its requirements.
   sed -i 's/^version: .*/version: 1.0.1/' "$SRC/$CHANGED_PACK/pack.yaml"
-  commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK 1.0.1"
+  commit_fixed "$SRC/$CHANGED_PACK" -am "$CHANGED_PACK 1.0.1"
   say "changed: $CHANGED_PACK's code (new commit)"
   run_scenario code bench/packs:prev
 
   # Then a commit to its requirements (one more line, a package another pack uses, in the
   # wheelhouse): its virtualenv is built again whatever the cache.
   printf 'PyYAML==6.0.2\n' >>"$SRC/$CHANGED_PACK/requirements.txt"
-  commit_all "$SRC/$CHANGED_PACK" "$CHANGED_PACK requirements"
+  commit_fixed "$SRC/$CHANGED_PACK" -am "$CHANGED_PACK requirements"
   say "changed: $CHANGED_PACK's requirements (new commit)"
   run_scenario requirements "bench/code-full-$RUNS:cur"
 }
@@ -437,30 +330,15 @@ $MARK_END
 EOF
 }
 
-write_results() {
-  local section=$1 tmp
-  tmp=$(mktemp "$RESULTS_FILE.XXXXXX")
-  if [[ -f $RESULTS_FILE ]] && grep -qF "$MARK_START" "$RESULTS_FILE"; then
-    awk -v start="$MARK_START" -v end="$MARK_END" -v file="$section" '
-      $0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
-      $0 == end { skip = 0; next }
-      !skip { print }
-    ' "$RESULTS_FILE" >"$tmp"
-  else
-    { cat "$RESULTS_FILE" && echo && cat "$section"; } >"$tmp"
-  fi
-  mv "$tmp" "$RESULTS_FILE"
-  say "results written to $RESULTS_FILE"
-}
-
 main() {
   check_tools
   setup_workdir
-  isolate_environment
+  isolate_environment SOURCE_DATE_EPOCH
   resolve_tools
   make_packs
   build_wheelhouse
   start_registry
+  REG=$REGISTRY
   measure
   local section="$WORK/section.md"
   render >"$section"
