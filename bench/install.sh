@@ -44,8 +44,9 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TEMPLATE_PACK="$REPO_ROOT/fixtures/packs/hello_st2"
-CONSTRAINTS="$REPO_ROOT/bench/constraints.txt"
 RESULTS_FILE="$REPO_ROOT/BENCHMARKS.md"
 MARK_START='<!-- install-bench:start -->'
 MARK_END='<!-- install-bench:end -->'
@@ -75,35 +76,15 @@ TARGET_COLD=2
 TARGET_WARM=8
 TARGET_NOOP_SECONDS=0.3
 
-say() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-  printf '[bench] error: %s\n' "$*" >&2
-  exit 1
-}
-now() { date +%s.%N; }
-
 # ---------------------------------------------------------------------------------------------
 # Setup
 # ---------------------------------------------------------------------------------------------
 
 # A temp work dir is removed after a successful run, and kept after a failure for the logs in it.
-on_exit() {
-  local status=$?
-  if ((status == 0 && REMOVE_WORK)); then
-    rm -rf "$WORK"
-  elif ((status != 0)); then
-    say "work directory kept for inspection: $WORK"
-  fi
-}
+on_exit() { leave_workdir $?; }
 
 setup_workdir() {
-  if [[ -n ${BENCH_DIR:-} ]]; then
-    WORK=$(mkdir -p "$BENCH_DIR" && cd "$BENCH_DIR" && pwd)
-    REMOVE_WORK=0
-  else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/st2pack-bench.XXXXXX")
-    REMOVE_WORK=1
-  fi
+  make_workdir st2pack-bench
   SRC="$WORK/src"             # the packs' git repositories
   WHEELHOUSE="$WORK/wheelhouse"
   LOGS="$WORK/logs"
@@ -113,33 +94,16 @@ setup_workdir() {
 }
 
 # Keeps this machine's settings out of the measurement: both tools must see the wheelhouse and
-# nothing else, and run in the environment a Dockerfile `RUN` would give them.
-isolate_environment() {
-  # pip config files (find-links, index) and uv config files are ignored by the measured commands.
-  export PIP_CONFIG_FILE=/dev/null UV_NO_CONFIG=1
-  # Variables that add packages or change what gets installed or compiled.
-  unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_NO_INDEX PIP_NO_CACHE_DIR \
-    PIP_REQUIRE_VIRTUALENV PIP_NO_COMPILE UV_FIND_LINKS UV_INDEX_URL UV_EXTRA_INDEX_URL \
-    UV_NO_CACHE UV_COMPILE_BYTECODE UV_CACHE_DIR PIP_CACHE_DIR VIRTUALENV_OVERRIDE_APP_DATA \
-    PYTHONDONTWRITEBYTECODE PYTHONPATH PYTHONHOME VIRTUAL_ENV ST2PACK_CACHE_DIR ST2_CONFIG_PATH
+# nothing else, and run in the environment a Dockerfile `RUN` would give them. Beyond what
+# lib.sh's isolate_environment unsets, the variables that change what gets installed or compiled.
+isolate_install_environment() {
+  isolate_environment PIP_NO_INDEX PIP_NO_CACHE_DIR PIP_REQUIRE_VIRTUALENV PIP_NO_COMPILE \
+    UV_NO_CACHE UV_COMPILE_BYTECODE PIP_CACHE_DIR VIRTUALENV_OVERRIDE_APP_DATA PYTHONDONTWRITEBYTECODE
   export PIP_DISABLE_PIP_VERSION_CHECK=1
 }
 
-# The path an executable really runs from: a pyenv shim is a bash script that costs ~90 ms per
-# call, which would be timed on both sides (and st2pack calls uv twice per pack).
-real_executable() {
-  local found
-  found=$(command -v "$1") || return 1
-  if [[ $found == */shims/* ]] && command -v pyenv >/dev/null; then
-    pyenv which "$1"
-  else
-    printf '%s\n' "$found"
-  fi
-}
-
 resolve_tools() {
-  PYTHON=${BENCH_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
-  [[ -x $PYTHON ]] || die "no interpreter at $PYTHON"
+  resolve_python
   if [[ -z ${ST2PACK_BIN_VS:-} ]]; then
     "$PYTHON" -m virtualenv --version >/dev/null 2>&1 ||
       die "$PYTHON has no virtualenv module (pip install virtualenv): upstream's procedure needs it"
@@ -152,51 +116,14 @@ resolve_tools() {
   ln -sf "$uv" "$WORK/bin/uv"
   export PATH="$WORK/bin:$PATH"
 
-  PYTHON_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
   UV_VERSION=$(uv --version)
   VIRTUALENV_VERSION=$("$PYTHON" -m virtualenv --version 2>/dev/null | awk '{ print $2 }') || true
   say "python $PYTHON_VERSION ($PYTHON), $UV_VERSION, virtualenv $VIRTUALENV_VERSION"
 }
 
 build_st2pack() {
-  if [[ -n ${ST2PACK_BIN:-} ]]; then
-    [[ -x $ST2PACK_BIN ]] || die "ST2PACK_BIN=$ST2PACK_BIN is not an executable"
-    say "measuring $ST2PACK_BIN"
-    return
-  fi
-  say "building st2-pack-install (cargo build --release --locked)"
-  (cd "$REPO_ROOT" && cargo build --release --locked --bin st2-pack-install) >"$LOGS/cargo-build.log" 2>&1 ||
-    {
-      tail -n 30 "$LOGS/cargo-build.log" >&2
-      die "cargo build failed (log above)"
-    }
-  local target_dir
-  target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps --offline |
-    "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  ST2PACK_BIN="$target_dir/release/st2-pack-install"
-}
-
-# Four packs made from the hello_st2 fixture, each a git repository with the tag both tools
-# install. Commit dates are fixed so every run installs the same commit ids.
-make_packs() {
-  local pack dir
-  for pack in "${PACKS[@]}"; do
-    dir="$SRC/$pack"
-    rm -rf "$dir"
-    cp -r "$TEMPLATE_PACK" "$dir"
-    sed -i -e "s/^ref: .*/ref: $pack/" -e "s/^name: .*/name: $pack/" \
-      -e "s/^version: .*/version: ${TAG#v}/" \
-      -e "s/^description: .*/description: Benchmark pack $pack for bench\/install.sh./" \
-      "$dir/pack.yaml"
-    printf '%s\n' "${REQUIREMENTS[$pack]}" >"$dir/requirements.txt"
-    git -C "$dir" -c init.defaultBranch=main init -q
-    git -C "$dir" add -A
-    GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z' \
-      git -C "$dir" -c user.name=bench -c user.email=bench@example.invalid -c commit.gpgsign=false \
-      commit -q -m "$pack $TAG"
-    git -C "$dir" tag "$TAG"
-  done
-  say "packs: ${PACKS[*]} (git repositories under $SRC, tag $TAG)"
+  [[ -z ${ST2PACK_BIN:-} ]] || say "measuring $ST2PACK_BIN"
+  st2pack_binary st2-pack-install
 }
 
 # Every wheel either side may install, fetched from PyPI once: the packs' requirements with their
@@ -207,21 +134,8 @@ build_wheelhouse() {
     say "wheelhouse: reusing $WHEELHOUSE"
     return
   fi
-  rm -rf "$WHEELHOUSE"
-  local pack requirement_args=()
-  for pack in "${PACKS[@]}"; do
-    requirement_args+=(-r "$SRC/$pack/requirements.txt")
-  done
   say "wheelhouse: downloading from PyPI (pinned by bench/constraints.txt)"
-  # The user's own pip configuration (index, proxy) is honoured for this download only.
-  env -u PIP_CONFIG_FILE "$PYTHON" -m pip download --quiet --no-cache-dir --only-binary=:all: \
-    --dest "$WHEELHOUSE" --constraint "$CONSTRAINTS" "${requirement_args[@]}" \
-    six pip 'setuptools<81' wheel >"$LOGS/wheelhouse.log" 2>&1 ||
-    {
-      tail -n 30 "$LOGS/wheelhouse.log" >&2
-      die "pip download failed (log above)"
-    }
-  touch "$WHEELHOUSE/.complete"
+  download_wheelhouse "$WHEELHOUSE" "$LOGS/wheelhouse.log"
   say "wheelhouse: $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
 }
 
@@ -261,39 +175,6 @@ st2pack_install() {
   UV_CACHE_DIR="$cache/uv" "${ST2PACK_WRAPPER[@]}" "$ST2PACK_BIN" --packs-dir "$root/packs" \
     --virtualenvs-dir "$root/virtualenvs" --cache-dir "$cache/st2pack" --python "$PYTHON" \
     --wheelhouse "$WHEELHOUSE" --json "$@" "${specs[@]}" >"$json"
-}
-
-# CPU seconds (user + sys) used so far by the finished children of this shell, in CPU_USED. It
-# must run in this shell, not in a $(...) subshell, whose counters start at zero.
-children_cpu() {
-  times >"$WORK/.times"
-  CPU_USED=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }; print t }' "$WORK/.times")
-}
-
-# Runs "$@" with its output in the log file $1; sets SECONDS_TAKEN (wall time) and CPU_TAKEN (user +
-# sys time of every process it ran, which other load on the machine barely changes, and which shows
-# how much of a wall-time gain is parallelism). The command runs as a background job so that
-# `set -e` still stops it at its first failing step. `sync` first, so that the writeback of what
-# the previous phase wrote (or of the target just deleted) is not charged to whichever tool
-# happens to run next.
-timed() {
-  local log=$1 t0 t1 c0 status=0
-  shift
-  sync
-  children_cpu
-  c0=$CPU_USED
-  t0=$(now)
-  "$@" >"$log" 2>&1 &
-  wait $! || status=$?
-  t1=$(now)
-  children_cpu
-  if ((status != 0)); then
-    printf '[bench] %s failed (exit %d); the end of %s:\n' "$1" "$status" "$log" >&2
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-  SECONDS_TAKEN=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-  CPU_TAKEN=$(awk -v a="$c0" -v b="$CPU_USED" 'BEGIN { printf "%.2f", b - a }')
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -366,15 +247,6 @@ record() {
   WALL["$1 $2"]+="$SECONDS_TAKEN "
   CPU["$1 $2"]+="$CPU_TAKEN "
 }
-
-# The value of run $2 (from 0) in the word list $1.
-nth() {
-  local -a values
-  read -ra values <<<"$1"
-  printf '%s' "${values[$2]}"
-}
-
-reset() { rm -rf "$@" && mkdir -p "$@"; }
 
 # cold, warm and no-op for one tool in run $1.
 measure_upstream() {
@@ -486,21 +358,10 @@ for line in sys.stdin:
 # Report
 # ---------------------------------------------------------------------------------------------
 
-median() {
-  printf '%s\n' "$@" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 # Ratios are shown with one decimal but judged unrounded.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 ratio_at_least() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { exit !(a / b >= t) }'; }
 below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-join_by() {
-  local sep=$1 out=$2
-  shift 2
-  for item; do out+="$sep$item"; done
-  printf '%s' "$out"
-}
-
 # Fills RESULT_TABLE, CPU_TABLE, RUNS_TABLE and MISSED from the measurements.
 summarise() {
   local phase i cu cs wu ws nu ns cold_ok=yes warm_ok=yes noop_ok=yes
@@ -544,11 +405,7 @@ EOF
 
 machine_facts() {
   local commit cpu
-  if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
-    [[ -z $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] || commit+=" + uncommitted changes"
-  else
-    commit="none yet (working tree, no commit)"
-  fi
+  commit=$(checkout_commit) || commit="none yet (working tree, no commit)"
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
   cat <<EOF
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: $commit
@@ -607,46 +464,9 @@ $MARK_END
 EOF
 }
 
-# Replaces the section between the markers in BENCHMARKS.md (or appends it), leaving the rest of
-# the file, such as analysis written by hand, as it is.
-write_results() {
-  local section=$1 tmp
-  tmp=$(mktemp "$RESULTS_FILE.XXXXXX")
-  if [[ -f $RESULTS_FILE ]] && grep -qF "$MARK_START" "$RESULTS_FILE"; then
-    awk -v start="$MARK_START" -v end="$MARK_END" -v file="$section" '
-      $0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
-      $0 == end { skip = 0; next }
-      !skip { print }
-    ' "$RESULTS_FILE" >"$tmp"
-  else
-    {
-      if [[ -f $RESULTS_FILE ]]; then
-        cat "$RESULTS_FILE"
-        echo
-      else
-        printf '# Benchmarks\n\n'
-      fi
-      cat "$section"
-    } >"$tmp"
-  fi
-  mv "$tmp" "$RESULTS_FILE"
-  say "results written to $RESULTS_FILE"
-}
-
 # ---------------------------------------------------------------------------------------------
 # Two st2-pack-install binaries side by side (ST2PACK_BIN_VS)
 # ---------------------------------------------------------------------------------------------
-
-# What a binary is, from its --version: the target triple it was built for.
-binary_label() {
-  local version
-  version=$("$1" --version 2>/dev/null | head -n 1) || true
-  if [[ $version =~ ,\ ([^,\)]+)\)$ ]]; then
-    printf '%s' "${BASH_REMATCH[1]}"
-  else
-    printf '%s' "$1"
-  fi
-}
 
 # Binary A (ST2PACK_BIN) and B (ST2PACK_BIN_VS) take turns going first; each is measured with the
 # st2pack procedure above (cold, warm, no-op), under the tool names a and b.
@@ -725,7 +545,7 @@ main_binaries() {
   [[ -x $ST2PACK_BIN_VS ]] || die "ST2PACK_BIN_VS=$ST2PACK_BIN_VS is not an executable"
   build_st2pack
   say "A: $("$ST2PACK_BIN" --version); B: $("$ST2PACK_BIN_VS" --version)"
-  make_packs
+  make_tagged_packs
   build_wheelhouse
   measure_binaries
   MARK_START='<!-- install-bench-binaries:start -->'
@@ -742,7 +562,7 @@ main() {
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number, not '$RUNS'"
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
   setup_workdir
-  isolate_environment
+  isolate_install_environment
   resolve_tools
   if [[ -n ${ST2PACK_BIN_VS:-} ]]; then
     main_binaries
@@ -750,7 +570,7 @@ main() {
   fi
   build_st2pack
   say "st2pack: $("$ST2PACK_BIN" --version)"
-  make_packs
+  make_tagged_packs
   build_wheelhouse
   measure_all
   summarise

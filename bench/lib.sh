@@ -107,6 +107,9 @@ st2pack_binary() {
   ST2PACK_BIN="$target_dir/release/$name"
 }
 
+# reset DIR...: each DIR emptied (made if missing), for a measurement that must start from nothing.
+reset() { rm -rf "$@" && mkdir -p "$@"; }
+
 # ---------------------------------------------------------------------------------------------
 # Packs and wheels
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +261,13 @@ timed() {
 # Results
 # ---------------------------------------------------------------------------------------------
 
+# The value of run $2 (from 0) in the word list $1 (timings are kept as word lists, one per run).
+nth() {
+  local -a values
+  read -ra values <<<"$1"
+  printf '%s' "${values[$2]}"
+}
+
 # median VALUE...: the median of the numbers given, with 3 decimals.
 median() {
   printf '%s\n' "$@" | sort -g |
@@ -270,6 +280,16 @@ join_by() {
   shift 2
   for item; do out+="$sep$item"; done
   printf '%s' "$out"
+}
+
+# The checkout's short commit id, with " + uncommitted changes" when `git status --porcelain`
+# (with the further options given) lists anything, so that results name what was measured; fails
+# where there is no commit yet.
+checkout_commit() {
+  local commit
+  commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null) || return 1
+  [[ -z $(git -C "$REPO_ROOT" status --porcelain "$@" 2>/dev/null) ]] || commit+=" + uncommitted changes"
+  printf '%s' "$commit"
 }
 
 # What a binary is, from its --version: the target triple it was built for (else its path).

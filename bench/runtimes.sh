@@ -44,6 +44,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TEMPLATE_PACK="$REPO_ROOT/fixtures/packs/hello_st2"
 RESULTS_FILE="$REPO_ROOT/BENCHMARKS.md"
 MARK_START='<!-- runtimes-bench:start -->'
@@ -82,35 +84,15 @@ declare -A VARIANT_PYTHON=([described]=3.8 [nobytecode]=3.8 [image-first]=3.9 [i
 # Why a variant was not measured (empty: it was).
 declare -A SKIPPED=()
 
-say() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-  printf '[bench] error: %s\n' "$*" >&2
-  exit 1
-}
-now() { date +%s.%N; }
-
 # ---------------------------------------------------------------------------------------------
 # Setup
 # ---------------------------------------------------------------------------------------------
 
 # A temp work dir is removed after a successful run, and kept after a failure for the logs in it.
-on_exit() {
-  local status=$?
-  if ((status == 0 && REMOVE_WORK)); then
-    rm -rf "$WORK"
-  elif ((status != 0)); then
-    say "work directory kept for inspection: $WORK"
-  fi
-}
+on_exit() { leave_workdir $?; }
 
 setup_workdir() {
-  if [[ -n ${BENCH_DIR:-} ]]; then
-    WORK=$(mkdir -p "$BENCH_DIR" && cd "$BENCH_DIR" && pwd)
-    REMOVE_WORK=0
-  else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/st2pack-bench.XXXXXX")
-    REMOVE_WORK=1
-  fi
+  make_workdir st2pack-bench
   SRC="$WORK/src"
   WHEELHOUSES="$WORK/wheelhouses"
   LOGS="$WORK/logs"
@@ -119,25 +101,13 @@ setup_workdir() {
   say "work directory: $WORK"
 }
 
-# Only the wheelhouse, and nothing of this machine's configuration, reaches the builds.
-isolate_environment() {
-  export PIP_CONFIG_FILE=/dev/null UV_NO_CONFIG=1
-  unset PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_NO_INDEX PIP_NO_CACHE_DIR \
-    PIP_REQUIRE_VIRTUALENV PIP_NO_COMPILE UV_FIND_LINKS UV_INDEX_URL UV_EXTRA_INDEX_URL \
-    UV_NO_CACHE UV_COMPILE_BYTECODE UV_CACHE_DIR PIP_CACHE_DIR UV_PYTHON UV_PYTHON_INSTALL_DIR \
-    PYTHONDONTWRITEBYTECODE PYTHONPATH PYTHONHOME VIRTUAL_ENV ST2PACK_CACHE_DIR ST2_CONFIG_PATH
+# Only the wheelhouse, and nothing of this machine's configuration, reaches the builds: beyond
+# what lib.sh's isolate_environment unsets, the variables that change what gets installed or
+# compiled, or which Python uv takes.
+isolate_build_environment() {
+  isolate_environment PIP_NO_INDEX PIP_NO_CACHE_DIR PIP_REQUIRE_VIRTUALENV PIP_NO_COMPILE \
+    UV_NO_CACHE UV_COMPILE_BYTECODE PIP_CACHE_DIR UV_PYTHON UV_PYTHON_INSTALL_DIR PYTHONDONTWRITEBYTECODE
   export PIP_DISABLE_PIP_VERSION_CHECK=1
-}
-
-# The path an executable really runs from, not a pyenv shim (~90 ms a call, and timed).
-real_executable() {
-  local found
-  found=$(command -v "$1") || return 1
-  if [[ $found == */shims/* ]] && command -v pyenv >/dev/null; then
-    pyenv which "$1"
-  else
-    printf '%s\n' "$found"
-  fi
 }
 
 # A CPython 3.8 that runs here, for --bytecode-python: BENCH_PYTHON38, python3.8 on PATH, or
@@ -163,9 +133,7 @@ find_python38() {
 }
 
 resolve_tools() {
-  PYTHON=${BENCH_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
-  [[ -x $PYTHON ]] || die "no interpreter at $PYTHON"
-  PYTHON_VERSION=$("$PYTHON" -c 'import platform; print(platform.python_version())')
+  resolve_python
   VARIANT_PYTHON[native]=${PYTHON_VERSION%.*}
   command -v git >/dev/null || die "git is needed for the packs' repositories"
   local uv
@@ -193,43 +161,8 @@ resolve_tools() {
 
 build_st2pack() {
   ST2PACK_BIN_GIVEN=${ST2PACK_BIN:-}
-  if [[ -n ${ST2PACK_BIN:-} ]]; then
-    [[ -x $ST2PACK_BIN ]] || die "ST2PACK_BIN=$ST2PACK_BIN is not an executable"
-    say "measuring $ST2PACK_BIN"
-    return
-  fi
-  say "building st2pack (cargo build --release --locked)"
-  (cd "$REPO_ROOT" && cargo build --release --locked --bin st2pack) >"$LOGS/cargo-build.log" 2>&1 ||
-    {
-      tail -n 30 "$LOGS/cargo-build.log" >&2
-      die "cargo build failed (log above)"
-    }
-  local target_dir
-  target_dir=$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps --offline |
-    "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-  ST2PACK_BIN="$target_dir/release/st2pack"
-}
-
-# The same four packs as bench/install.sh, with fixed commit dates (the same commit ids each run).
-make_packs() {
-  local pack dir
-  for pack in "${PACKS[@]}"; do
-    dir="$SRC/$pack"
-    rm -rf "$dir"
-    cp -r "$TEMPLATE_PACK" "$dir"
-    sed -i -e "s/^ref: .*/ref: $pack/" -e "s/^name: .*/name: $pack/" \
-      -e "s/^version: .*/version: ${TAG#v}/" \
-      -e "s/^description: .*/description: Benchmark pack $pack for bench\/install.sh./" \
-      "$dir/pack.yaml"
-    printf '%s\n' "${REQUIREMENTS[$pack]}" >"$dir/requirements.txt"
-    git -C "$dir" -c init.defaultBranch=main init -q
-    git -C "$dir" add -A
-    GIT_AUTHOR_DATE='2024-01-01T00:00:00Z' GIT_COMMITTER_DATE='2024-01-01T00:00:00Z' \
-      git -C "$dir" -c user.name=bench -c user.email=bench@example.invalid -c commit.gpgsign=false \
-      commit -q -m "$pack $TAG"
-    git -C "$dir" tag "$TAG"
-  done
-  say "packs: ${PACKS[*]} (git repositories under $SRC, tag $TAG)"
+  [[ -z ${ST2PACK_BIN:-} ]] || say "measuring $ST2PACK_BIN"
+  st2pack_binary st2pack
 }
 
 # One wheelhouse per Python: the host's as bench/install.sh makes it (its requirements resolved
@@ -237,21 +170,10 @@ make_packs() {
 # for CPython X.Y on manylinux_2_31 (pip takes the platform tags literally: every older manylinux
 # tag is listed).
 build_wheelhouses() {
-  local dir="$WHEELHOUSES/host" pack requirement_args=() version abi platforms=() glibc
-  if [[ ! -f $dir/.complete ]]; then
-    rm -rf "$dir"
-    for pack in "${PACKS[@]}"; do
-      requirement_args+=(-r "$SRC/$pack/requirements.txt")
-    done
+  local dir version abi platforms=() glibc
+  if [[ ! -f $WHEELHOUSES/host/.complete ]]; then
     say "wheelhouse for the host's Python: downloading from PyPI (pinned by bench/constraints.txt)"
-    env -u PIP_CONFIG_FILE "$PYTHON" -m pip download --quiet --no-cache-dir --only-binary=:all: \
-      --dest "$dir" --constraint "$REPO_ROOT/bench/constraints.txt" "${requirement_args[@]}" \
-      six pip 'setuptools<81' wheel >"$LOGS/wheelhouse-host.log" 2>&1 ||
-      {
-        tail -n 30 "$LOGS/wheelhouse-host.log" >&2
-        die "pip download failed (log above)"
-      }
-    touch "$dir/.complete"
+    download_wheelhouse "$WHEELHOUSES/host" "$LOGS/wheelhouse-host.log"
   fi
   for ((glibc = 31; glibc >= 5; glibc--)); do
     platforms+=(--platform "manylinux_2_${glibc}_x86_64")
@@ -349,36 +271,6 @@ st2pack_build() {
     --root "$root" --cache-dir "$cache/st2pack" --base scratch --tag "bench:$variant" \
     --output "oci:$layout" --json "$@" "${specs[@]}" >"$json" </dev/null
 }
-
-# CPU seconds (user + sys) used so far by the finished children of this shell, in CPU_USED.
-children_cpu() {
-  times >"$WORK/.times"
-  CPU_USED=$(awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }; print t }' "$WORK/.times")
-}
-
-# Runs "$@" with its output in the log file $1; sets SECONDS_TAKEN and CPU_TAKEN. `sync` first, so
-# that the writeback of the previous build is not charged to this one.
-timed() {
-  local log=$1 t0 t1 c0 status=0
-  shift
-  sync
-  children_cpu
-  c0=$CPU_USED
-  t0=$(now)
-  "$@" >"$log" 2>&1 &
-  wait $! || status=$?
-  t1=$(now)
-  children_cpu
-  if ((status != 0)); then
-    printf '[bench] %s failed (exit %d); the end of %s:\n' "$1" "$status" "$log" >&2
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-  SECONDS_TAKEN=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-  CPU_TAKEN=$(awk -v a="$c0" -v b="$CPU_USED" 'BEGIN { printf "%.2f", b - a }')
-}
-
-reset() { rm -rf "$@" && mkdir -p "$@"; }
 
 # A cache holding only what a first runtime-image build left of the image itself: every bucket
 # but those made from the packs (their git mirrors, virtualenvs, bytecode, layers, build roots).
@@ -616,25 +508,9 @@ measure_keep_pip() {
 # Report
 # ---------------------------------------------------------------------------------------------
 
-median() {
-  printf '%s\n' "$@" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1000000 }'; }
 saving() { awk -v with="$1" -v without="$2" 'BEGIN { printf "%.1f", 100 * (with - without) / with }'; }
-nth() {
-  local -a values
-  read -ra values <<<"$1"
-  printf '%s' "${values[$2]}"
-}
-join_by() {
-  local sep=$1 out=$2
-  shift 2
-  for item; do out+="$sep$item"; done
-  printf '%s' "$out"
-}
-
 # The table of build times, one row per variant (a skipped one says why).
 time_table() {
   local variant native_wall native_cpu wall cpu
@@ -723,11 +599,7 @@ command_line() {
 
 machine_facts() {
   local commit cpu
-  if commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null); then
-    [[ -z $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] || commit+=" + uncommitted changes"
-  else
-    commit="none yet (working tree, no commit)"
-  fi
+  commit=$(checkout_commit) || commit="none yet (working tree, no commit)"
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
   cat <<EOF
 * command: \`$(command_line)\`
@@ -787,37 +659,15 @@ $MARK_END
 EOF
 }
 
-# Replaces the section between the markers in BENCHMARKS.md (or appends it), leaving the rest of
-# the file, such as analysis written by hand, as it is.
-write_results() {
-  local section=$1 tmp
-  tmp=$(mktemp "$RESULTS_FILE.XXXXXX")
-  if [[ -f $RESULTS_FILE ]] && grep -qF "$MARK_START" "$RESULTS_FILE"; then
-    awk -v start="$MARK_START" -v end="$MARK_END" -v file="$section" '
-      $0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
-      $0 == end { skip = 0; next }
-      !skip { print }
-    ' "$RESULTS_FILE" >"$tmp"
-  else
-    {
-      cat "$RESULTS_FILE"
-      echo
-      cat "$section"
-    } >"$tmp"
-  fi
-  mv "$tmp" "$RESULTS_FILE"
-  say "results written to $RESULTS_FILE"
-}
-
 main() {
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive number, not '$RUNS'"
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
   setup_workdir
-  isolate_environment
+  isolate_build_environment
   resolve_tools
   build_st2pack
   say "st2pack: $("$ST2PACK_BIN" --version)"
-  make_packs
+  make_tagged_packs
   build_wheelhouses
   make_runtime_image
   probe_runtime_image
