@@ -53,6 +53,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HELPERS="$REPO_ROOT/bench/build"
 RESULTS_FILE="$REPO_ROOT/BENCHMARKS.md"
 MARK_START='<!-- build-bench:start -->'
@@ -79,13 +81,6 @@ BIG_REQUIREMENTS=(numpy==2.4.6 scipy==1.17.1)
 # Change this (or the lists above) and a kept BENCH_DIR's trees are rebuilt.
 TREE_RECIPE="v2 ${FIXTURE_PACKS[*]} | ${BASE_REQUIREMENTS[*]} | $BIG_PACK ${BIG_REQUIREMENTS[*]}"
 
-say() { printf '[bench] %s\n' "$*" >&2; }
-die() {
-  printf '[bench] error: %s\n' "$*" >&2
-  exit 1
-}
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 load_average() { cut -d' ' -f1-3 /proc/loadavg; }
 # Size of a tree in MiB (apparent size: what tar reads) and its number of files.
 tree_mib() { du -sb "$1" | awk '{ printf "%.0f", $1 / 1048576 }'; }
@@ -96,13 +91,8 @@ tree_files() { find "$1" -type f | wc -l; }
 # ---------------------------------------------------------------------------------------------
 
 check_tools() {
-  local missing=()
-  local tool
-  for tool in docker-registry skopeo tar gzip curl python3 uv awk; do
-    command -v "$tool" >/dev/null || missing+=("$tool")
-  done
-  ((${#missing[@]} == 0)) || die "missing: ${missing[*]} (Debian: apt-get install -y" \
-    "docker-registry skopeo tar gzip curl python3; uv: https://docs.astral.sh/uv/)"
+  require_tools "Debian: apt-get install -y docker-registry skopeo tar gzip curl python3; uv: https://docs.astral.sh/uv/" \
+    docker-registry skopeo tar gzip curl python3 uv awk
   command -v buildah >/dev/null ||
     die "buildah is not installed; it is the tool st2pack is compared with. Debian/Ubuntu:" \
       "apt-get install -y buildah"
@@ -126,21 +116,11 @@ on_exit() {
       if [[ $mnt == "$WORK"/* ]]; then umount -l "$mnt" 2>/dev/null || true; fi
     done </proc/mounts
   fi
-  if ((status == 0 && REMOVE_WORK)); then
-    rm -rf "$WORK"
-  elif ((status != 0)); then
-    say "work directory kept for inspection: $WORK"
-  fi
+  leave_workdir "$status"
 }
 
 setup_workdir() {
-  if [[ -n ${BENCH_DIR:-} ]]; then
-    WORK=$(mkdir -p "$BENCH_DIR" && cd "$BENCH_DIR" && pwd)
-    REMOVE_WORK=0
-  else
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/st2pack-build-bench.XXXXXX")
-    REMOVE_WORK=1
-  fi
+  make_workdir st2pack-build-bench
   ROOT="$WORK/root"       # the ~300 MB installed tree
   BIG="$WORK/big"         # the ~1 GiB one, for peak memory
   LOGS="$WORK/logs"
@@ -154,14 +134,8 @@ setup_workdir() {
 }
 
 build_st2pack() {
-  if [[ -n ${ST2PACK_BIN:-} ]]; then
-    ST2PACK=$ST2PACK_BIN
-  else
-    say "building st2pack (cargo build --release --locked)"
-    (cd "$REPO_ROOT" && cargo build --release --locked --quiet)
-    ST2PACK="$REPO_ROOT/target/release/st2pack"
-  fi
-  [[ -x $ST2PACK ]] || die "st2pack binary not found or not executable: $ST2PACK"
+  st2pack_binary st2pack
+  ST2PACK=$ST2PACK_BIN
 }
 
 build_binaries() {
@@ -253,50 +227,6 @@ make_big_tree() {
 # is /dev/null, hence the cat.)
 warm_page_cache() {
   tar -C "$1" -cf - . | cat >/dev/null
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-start_registry() {
-  local dir="$WORK/registry"
-  mkdir -p "$dir/data"
-  PORT=$(free_port)
-  REGISTRY="127.0.0.1:$PORT"
-  cat >"$dir/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-  delete:
-    enabled: true
-http:
-  addr: $REGISTRY
-EOF
-  docker-registry serve "$dir/config.yml" >"$LOGS/registry.log" 2>&1 &
-  REGISTRY_PID=$!
-  # Bounded wait: 20 s for /v2/ to answer.
-  local i
-  for ((i = 0; i < 200; i++)); do
-    if curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null; then
-      say "registry at $REGISTRY (pid $REGISTRY_PID)"
-      return
-    fi
-    kill -0 "$REGISTRY_PID" 2>/dev/null || die "docker-registry exited; see $LOGS/registry.log"
-    sleep 0.1
-  done
-  die "docker-registry did not answer on http://$REGISTRY/v2/ within 20 s; see $LOGS/registry.log"
-}
-
-stop_registry() {
-  if [[ -n ${REGISTRY_PID:-} ]]; then
-    kill "$REGISTRY_PID" 2>/dev/null || true
-    wait "$REGISTRY_PID" 2>/dev/null || true
-    REGISTRY_PID=
-  fi
 }
 
 # buildah keeps its storage in the work dir, never in the machine's /var/lib/containers. overlay
@@ -513,16 +443,16 @@ run_all() {
 value() {
   awk -F'\t' -v p="$1" -v c="$2" -v r="$3" '$1 == r && $2 == p { print $c }' "$RESULTS"
 }
-# median PHASE COLUMN / maximum PHASE COLUMN over the runs.
-median() {
-  awk -F'\t' -v p="$1" -v c="$2" '$2 == p && $c != "" { print $c }' "$RESULTS" | sort -g |
-    awk '{ v[NR] = $1 } END {
-      if (NR == 0) { print "nan"; exit }
-      if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# The values in COLUMN of PHASE's rows (one per run), their median ("nan" when there are none)
+# and their maximum.
+phase_values() { awk -F'\t' -v p="$1" -v c="$2" '$2 == p && $c != "" { print $c }' "$RESULTS"; }
+phase_median() {
+  local values
+  values=$(phase_values "$1" "$2")
+  # shellcheck disable=SC2086 # one value a line
+  if [[ -z $values ]]; then echo nan; else median $values; fi
 }
-maximum() {
-  awk -F'\t' -v p="$1" -v c="$2" '$2 == p && $c != "" { print $c }' "$RESULTS" | sort -g | tail -n 1
-}
+phase_maximum() { phase_values "$1" "$2" | sort -g | tail -n 1; }
 # calc EXPR with a, b bound: awk arithmetic with a printf format.
 calc() { awk -v a="$2" -v b="${3:-0}" "BEGIN { printf \"$1\", $4 }"; }
 # yes_no A OP B: "yes" when the comparison holds, a bold "no" otherwise.
@@ -534,24 +464,24 @@ mb() { calc '%.1f' "$1" 0 'a / 1e6'; }
 
 report() {
   local st buildah limit gnu zstd_st zstd_limit build_only push_only rebuild prime
-  st=$(median st2pack 3)
-  buildah=$(median buildah 3)
-  limit=$(median limit-gzip 3)
-  gnu=$(median gnu-gzip 3)
-  zstd_st=$(median st2pack-zstd 3)
-  zstd_limit=$(median limit-zstd 3)
-  build_only=$(median build-only 3)
-  push_only=$(median push-only 3)
-  rebuild=$(median rebuild 3)
-  prime=$(median rebuild-prime 3)
+  st=$(phase_median st2pack 3)
+  buildah=$(phase_median buildah 3)
+  limit=$(phase_median limit-gzip 3)
+  gnu=$(phase_median gnu-gzip 3)
+  zstd_st=$(phase_median st2pack-zstd 3)
+  zstd_limit=$(phase_median limit-zstd 3)
+  build_only=$(phase_median build-only 3)
+  push_only=$(phase_median push-only 3)
+  rebuild=$(phase_median rebuild 3)
+  prime=$(phase_median rebuild-prime 3)
   local r_buildah r_limit r_rebuild rss_oci rss_push r_zstd r_gnu
   r_buildah=$(calc '%.2f' "$buildah" "$st" 'a / b')
   r_limit=$(calc '%.2f' "$st" "$limit" 'a / b')
   r_rebuild=$(calc '%.1f' "$rebuild" "$st" '100 * a / b')
   r_zstd=$(calc '%.2f' "$zstd_st" "$zstd_limit" 'a / b')
   r_gnu=$(calc '%.2f' "$st" "$gnu" 'a / b')
-  rss_oci=$(mib_of_kib "$(maximum mem-oci 5)")
-  rss_push=$(mib_of_kib "$(maximum mem-push 5)")
+  rss_oci=$(mib_of_kib "$(phase_maximum mem-oci 5)")
+  rss_push=$(mib_of_kib "$(phase_maximum mem-push 5)")
   local met_buildah met_limit met_rebuild met_oci met_push
   met_buildah=$(yes_no "$r_buildah" '>=' "$TARGET_VS_BUILDAH")
   met_limit=$(yes_no "$r_limit" '<=' "$TARGET_VS_LIMIT")
@@ -604,13 +534,13 @@ script).
 | rebuild + push after one pack changed | $rebuild s | full build: $st s | $r_rebuild % | < ${TARGET_REBUILD_PCT} % | $met_rebuild |
 | peak memory, $big_mib MiB tree, \`--output oci:DIR\` | $rss_oci MiB | | | < ${TARGET_RSS_MIB} MiB | $met_oci |
 | peak memory, $big_mib MiB tree, \`--push\` | $rss_push MiB | | | < ${TARGET_RSS_MIB} MiB | $met_push |
-| *context:* CPU time (user + sys), build + push | $(median st2pack 4) s | buildah: $(median buildah 4) s | buildah / st2pack = $(calc '%.2f' "$(median buildah 4)" "$(median st2pack 4)" 'a / b')x | | |
+| *context:* CPU time (user + sys), build + push | $(phase_median st2pack 4) s | buildah: $(phase_median buildah 4) s | buildah / st2pack = $(calc '%.2f' "$(phase_median buildah 4)" "$(phase_median st2pack 4)" 'a / b')x | | |
 | *context:* zstd build + push vs one zstd pass | $zstd_st s | tar \| zstd -3: $zstd_limit s | ${r_zstd}x | | |
 | *context:* vs the issue's literal \`tar \| gzip -6\` (GNU gzip) | $st s | $gnu s | st2pack / GNU gzip = ${r_gnu}x | | |
 EOF
   if grep -q $'\tpigz\t' "$RESULTS"; then
     local pigz
-    pigz=$(median pigz 3)
+    pigz=$(phase_median pigz 3)
     # shellcheck disable=SC2016 # backquotes are markdown
     printf '| *context:* vs the parallel limit `tar \\| pigz -6 -p %s` | %s s | %s s | %sx | | |\n' \
       "$(nproc)" "$st" "$pigz" "$(calc '%.2f' "$st" "$pigz" 'a / b')"
@@ -619,9 +549,9 @@ EOF
   missed_summary "$r_buildah" "$r_limit" "$r_rebuild" "$rss_oci" "$rss_push"
 
   local cpu_st cpu_buildah cpu_limit
-  cpu_st=$(median st2pack 4)
-  cpu_buildah=$(median buildah 4)
-  cpu_limit=$(median limit-gzip 4)
+  cpu_st=$(phase_median st2pack 4)
+  cpu_buildah=$(phase_median buildah 4)
+  cpu_limit=$(phase_median limit-gzip 4)
   cat <<EOF
 **Where the time goes** (medians, seconds). st2pack's full build split in two: building the
 layers with no output (tar, both hashes, compression, blob files in the cache), then pushing those
@@ -635,21 +565,21 @@ tool's largest process.
 
 | | wall | CPU | peak memory |
 |---|---:|---:|---:|
-| st2pack build + push (gzip) | $st | $cpu_st | $(mib_of_kib "$(maximum st2pack 5)") MiB |
-| … st2pack build only, no output | $build_only | $(median build-only 4) | $(mib_of_kib "$(maximum build-only 5)") MiB |
-| … st2pack push only, layers cached | $push_only | $(median push-only 4) | $(mib_of_kib "$(maximum push-only 5)") MiB |
-| st2pack build + push (zstd) | $zstd_st | $(median st2pack-zstd 4) | |
-| st2pack full build, persistent cache (rebuild's first build) | $prime | $(median rebuild-prime 4) | |
-| st2pack rebuild after one pack changed | $rebuild | $(median rebuild 4) | |
-| … the same with nothing changed | $(median rebuild-noop 3) | $(median rebuild-noop 4) | |
-| … the changed pack's two layers from scratch, no output (not part of the rebuild) | $(median rebuild-one-layer 3) | $(median rebuild-one-layer 4) | |
-| buildah from + add + commit + push | $buildah | $cpu_buildah | $(mib_of_kib "$(maximum buildah 5)") MiB |
-| … buildah from + add | $(median buildah-add 3) | | |
-| … buildah commit | $(median buildah-commit 3) | | |
-| … buildah push | $(median buildah-push 3) | | |
+| st2pack build + push (gzip) | $st | $cpu_st | $(mib_of_kib "$(phase_maximum st2pack 5)") MiB |
+| … st2pack build only, no output | $build_only | $(phase_median build-only 4) | $(mib_of_kib "$(phase_maximum build-only 5)") MiB |
+| … st2pack push only, layers cached | $push_only | $(phase_median push-only 4) | $(mib_of_kib "$(phase_maximum push-only 5)") MiB |
+| st2pack build + push (zstd) | $zstd_st | $(phase_median st2pack-zstd 4) | |
+| st2pack full build, persistent cache (rebuild's first build) | $prime | $(phase_median rebuild-prime 4) | |
+| st2pack rebuild after one pack changed | $rebuild | $(phase_median rebuild 4) | |
+| … the same with nothing changed | $(phase_median rebuild-noop 3) | $(phase_median rebuild-noop 4) | |
+| … the changed pack's two layers from scratch, no output (not part of the rebuild) | $(phase_median rebuild-one-layer 3) | $(phase_median rebuild-one-layer 4) | |
+| buildah from + add + commit + push | $buildah | $cpu_buildah | $(mib_of_kib "$(phase_maximum buildah 5)") MiB |
+| … buildah from + add | $(phase_median buildah-add 3) | | |
+| … buildah commit | $(phase_median buildah-commit 3) | | |
+| … buildah push | $(phase_median buildah-push 3) | | |
 | limit: tar \| zlib-rs gzip -6 | $limit | $cpu_limit | |
-| limit: tar \| zstd -3 | $zstd_limit | $(median limit-zstd 4) | |
-| tar \| GNU gzip -6 | $gnu | $(median gnu-gzip 4) | |
+| limit: tar \| zstd -3 | $zstd_limit | $(phase_median limit-zstd 4) | |
+| tar \| GNU gzip -6 | $gnu | $(phase_median gnu-gzip 4) | |
 
 * compressed sizes (run 1): st2pack's pushed layers $(mb "${INFO[st2pack-bytes-1]}") MB (gzip), buildah's
   $(mb "${INFO[buildah-bytes-1]}") MB, the gzip limit's stream $(mb "${INFO[limit-gzip-bytes-1]}") MB, the zstd
@@ -682,14 +612,14 @@ EOF
 missed_summary() {
   local r_buildah=$1 r_limit=$2 r_rebuild=$3 rss_oci=$4 rss_push=$5
   local build_only push_only misses=()
-  build_only=$(median build-only 3)
-  push_only=$(median push-only 3)
+  build_only=$(phase_median build-only 3)
+  push_only=$(phase_median push-only 3)
   if awk -v x="$r_buildah" -v t="$TARGET_VS_BUILDAH" 'BEGIN { exit !(x < t) }'; then
     misses+=("build + push is ${r_buildah}x faster than buildah, target ${TARGET_VS_BUILDAH}x:
   st2pack spends $build_only s building its layers and $push_only s pushing them; buildah
-  $(median buildah-add 3) s in from + add, $(median buildah-commit 3) s in commit and
-  $(median buildah-push 3) s in push (CPU: buildah $(median buildah 4) s, st2pack
-  $(median st2pack 4) s)")
+  $(phase_median buildah-add 3) s in from + add, $(phase_median buildah-commit 3) s in commit and
+  $(phase_median buildah-push 3) s in push (CPU: buildah $(phase_median buildah 4) s, st2pack
+  $(phase_median st2pack 4) s)")
   fi
   if awk -v x="$r_limit" -v t="$TARGET_VS_LIMIT" 'BEGIN { exit !(x > t) }'; then
     misses+=("build + push takes ${r_limit}x one compression pass, target ${TARGET_VS_LIMIT}x:
@@ -705,7 +635,7 @@ missed_summary() {
   one changed file re-makes its pack's layer (the pack and its virtualenv, $changed_mib MiB: the
   pack compressed again, the virtualenv read again and its compressed bytes copied; run 1:
   ${INFO[rebuild-rebuilt-1]}) and uploads it (run 1: ${INFO[rebuild-push-1]}); with nothing
-  changed the same command takes $(median rebuild-noop 3) s (scanning the trees, checking the
+  changed the same command takes $(phase_median rebuild-noop 3) s (scanning the trees, checking the
   registry, config and manifest)")
   fi
   if awk -v x="$rss_oci" -v t="$TARGET_RSS_MIB" 'BEGIN { exit !(x >= t) }'; then
@@ -729,10 +659,7 @@ missed_summary() {
 
 machine_facts() {
   local commit cpu
-  commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-  if [[ -n $(git -C "$REPO_ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
-    commit="$commit + uncommitted changes"
-  fi
+  commit=$(checkout_commit --untracked-files=no) || commit=unknown
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   cat <<EOF
 * date: $(date -u '+%Y-%m-%d %H:%M UTC'); st2pack commit: $commit
@@ -742,40 +669,9 @@ machine_facts() {
 EOF
 }
 
-# Replaces this benchmark's section of BENCHMARKS.md (or appends it), leaving the rest as it is.
-write_results() {
-  local section=$1 tmp
-  tmp=$(mktemp "$RESULTS_FILE.XXXXXX")
-  if [[ -f $RESULTS_FILE ]] && grep -qF "$MARK_START" "$RESULTS_FILE"; then
-    grep -qF "$MARK_END" "$RESULTS_FILE" || die "$RESULTS_FILE has $MARK_START but no $MARK_END"
-    awk -v start="$MARK_START" -v end="$MARK_END" -v file="$section" '
-      $0 == start { while ((getline line < file) > 0) print line; skip = 1; next }
-      $0 == end { skip = 0; next }
-      !skip { print }' "$RESULTS_FILE" >"$tmp"
-  elif [[ -f $RESULTS_FILE ]]; then
-    { cat "$RESULTS_FILE"; echo; cat "$section"; } >"$tmp"
-  else
-    { printf '# Benchmarks\n\n'; cat "$section"; } >"$tmp"
-  fi
-  chmod 644 "$tmp"
-  mv "$tmp" "$RESULTS_FILE"
-  say "results written to $RESULTS_FILE"
-}
-
 # ---------------------------------------------------------------------------------------------
 # Two st2pack binaries side by side (ST2PACK_BIN_VS)
 # ---------------------------------------------------------------------------------------------
-
-# What a binary is, from its --version: the target triple it was built for.
-binary_label() {
-  local version
-  version=$("$1" --version 2>/dev/null | head -n 1) || true
-  if [[ $version =~ ,\ ([^,\)]+)\)$ ]]; then
-    printf '%s' "${BASH_REMATCH[1]}"
-  else
-    printf '%s' "$1"
-  fi
-}
 
 # The measurements of one binary (side a or b) in run $1: build + push with gzip and with zstd,
 # and a build to an OCI layout with no registry; each from an empty cache, so every layer is
@@ -846,11 +742,11 @@ EOF
       zstd) name="build + push, zstd" ;;
       oci) name="build to an OCI layout, gzip" ;;
     esac
-    a=$(median "a-$phase" 3) b=$(median "b-$phase" 3)
+    a=$(phase_median "a-$phase" 3) b=$(phase_median "b-$phase" 3)
     row="| $name | $a | $b | $(calc '%.2f' "$b" "$a" 'a / b')x"
-    a=$(median "a-$phase" 4) b=$(median "b-$phase" 4)
+    a=$(phase_median "a-$phase" 4) b=$(phase_median "b-$phase" 4)
     row+=" | $a | $b | $(calc '%.2f' "$b" "$a" 'a / b')x"
-    row+=" | $(mib_of_kib "$(median "a-$phase" 5)") | $(mib_of_kib "$(median "b-$phase" 5)") |"
+    row+=" | $(mib_of_kib "$(phase_median "a-$phase" 5)") | $(mib_of_kib "$(phase_median "b-$phase" 5)") |"
     printf '%s\n' "$row"
   done
   printf '\nEach run, wall seconds, A / B:\n\n'
@@ -872,11 +768,8 @@ EOF
 }
 
 main_binaries() {
-  local missing=() tool
-  for tool in docker-registry skopeo curl python3 uv awk; do
-    command -v "$tool" >/dev/null || missing+=("$tool")
-  done
-  ((${#missing[@]} == 0)) || die "missing: ${missing[*]}"
+  require_tools "Debian: apt-get install -y docker-registry skopeo curl python3; uv: https://docs.astral.sh/uv/" \
+    docker-registry skopeo curl python3 uv awk
   [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is needed: apt-get install -y time"
   ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
   [[ -x $ST2PACK_BIN_VS ]] || die "ST2PACK_BIN_VS=$ST2PACK_BIN_VS is not an executable"
