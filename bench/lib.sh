@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: what the benchmark scripts in bench/ share, sourced by each of them:
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -80,6 +81,7 @@ real_executable() {
 }
 
 # PYTHON (BENCH_PYTHON, or python3's real path: no shim is timed) and its PYTHON_VERSION.
+# shellcheck disable=SC2034 # for the sourcing script
 resolve_python() {
   PYTHON=${BENCH_PYTHON:-$(python3 -c 'import sys; print(sys.executable)')}
   [[ -x $PYTHON ]] || die "no interpreter at $PYTHON"
@@ -237,6 +239,7 @@ children_cpu() {
 # changes, and which shows how much of a wall-time gain is parallelism). The command runs as a
 # background job so that `set -e` still stops it at its first failing step. `sync` first, so that
 # the writeback of what the previous phase wrote is not charged to whatever runs next.
+# shellcheck disable=SC2034 # for the sourcing script
 timed() {
   local log=$1 t0 t1 c0 status=0
   shift
@@ -285,6 +288,7 @@ join_by() {
 # The checkout's short commit id, with " + uncommitted changes" when `git status --porcelain`
 # (with the further options given) lists anything, so that results name what was measured; fails
 # where there is no commit yet.
+# shellcheck disable=SC2120 # the options are optional
 checkout_commit() {
   local commit
   commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null) || return 1
