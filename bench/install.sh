@@ -52,24 +52,8 @@ MARK_START='<!-- install-bench:start -->'
 MARK_END='<!-- install-bench:end -->'
 
 RUNS=${BENCH_RUNS:-3}
-TAG=v1.0.0
-PACKS=(bench_a bench_b bench_c bench_d)
-
-# What each pack's requirements.txt says (exact pins: the same bits every run; their dependencies
-# are pinned by bench/constraints.txt when the wheelhouse is built) ...
-declare -A REQUIREMENTS=(
-  [bench_a]=$'requests==2.32.3'
-  [bench_b]=$'PyYAML==6.0.2\nJinja2==3.1.4'
-  [bench_c]=$'python-dateutil==2.9.0.post0\npytz==2024.2'
-  [bench_d]=$'jsonschema==4.23.0'
-)
-# ... and the modules that prove a virtualenv works.
-declare -A IMPORTS=(
-  [bench_a]='requests'
-  [bench_b]='yaml, jinja2'
-  [bench_c]='dateutil, pytz'
-  [bench_d]='jsonschema'
-)
+# TAG, PACKS, REQUIREMENTS and IMPORTS: the four packs (bench/lib.sh).
+define_tagged_packs
 
 # Targets from the issue: ratios for cold and warm, an absolute time for the no-op.
 TARGET_COLD=2

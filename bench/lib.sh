@@ -126,9 +126,30 @@ commit_fixed() {
     commit -q "$@"
 }
 
+# The four packs bench/install.sh installs and bench/runtimes.sh builds, in globals: TAG, the tag
+# each is installed at; PACKS; what each pack's requirements.txt says (REQUIREMENTS: exact pins,
+# the same bits every run; their dependencies are pinned by bench/constraints.txt when the
+# wheelhouse is built) and the modules that prove its virtualenv works (IMPORTS).
+# shellcheck disable=SC2034 # for the sourcing script
+define_tagged_packs() {
+  TAG=v1.0.0
+  PACKS=(bench_a bench_b bench_c bench_d)
+  declare -gA REQUIREMENTS=(
+    [bench_a]=$'requests==2.32.3'
+    [bench_b]=$'PyYAML==6.0.2\nJinja2==3.1.4'
+    [bench_c]=$'python-dateutil==2.9.0.post0\npytz==2024.2'
+    [bench_d]=$'jsonschema==4.23.0'
+  )
+  declare -gA IMPORTS=(
+    [bench_a]='requests'
+    [bench_b]='yaml, jinja2'
+    [bench_c]='dateutil, pytz'
+    [bench_d]='jsonschema'
+  )
+}
+
 # The packs PACKS made from TEMPLATE_PACK under SRC, each with its REQUIREMENTS, as a git
-# repository with one commit tagged TAG (the packs bench/install.sh installs; bench/runtimes.sh
-# builds the same).
+# repository with one commit tagged TAG (see define_tagged_packs).
 make_tagged_packs() {
   local pack dir
   for pack in "${PACKS[@]}"; do

@@ -52,23 +52,8 @@ MARK_START='<!-- runtimes-bench:start -->'
 MARK_END='<!-- runtimes-bench:end -->'
 
 RUNS=${BENCH_RUNS:-3}
-TAG=v1.0.0
-PACKS=(bench_a bench_b bench_c bench_d)
-
-# The packs and their requirements, as in bench/install.sh ...
-declare -A REQUIREMENTS=(
-  [bench_a]=$'requests==2.32.3'
-  [bench_b]=$'PyYAML==6.0.2\nJinja2==3.1.4'
-  [bench_c]=$'python-dateutil==2.9.0.post0\npytz==2024.2'
-  [bench_d]=$'jsonschema==4.23.0'
-)
-# ... and the modules that prove a virtualenv works.
-declare -A IMPORTS=(
-  [bench_a]='requests'
-  [bench_b]='yaml, jinja2'
-  [bench_c]='dateutil, pytz'
-  [bench_d]='jsonschema'
-)
+# TAG, PACKS, REQUIREMENTS and IMPORTS: the four packs (bench/lib.sh).
+define_tagged_packs
 
 # The variants, in the order of the table.
 VARIANTS=(native described nobytecode image-first image-cached)
