@@ -10,7 +10,7 @@ use common::repos::{
     bare_clone, copy_fixture, fixture_pack, git, pack_repo, set_version, write_index,
 };
 use common::run::Sandbox;
-use common::servers::{GitDaemon, HttpServer};
+use common::servers::ServedPacks;
 use sha2::{Digest, Sha256};
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -195,31 +195,8 @@ fn file_urls_resolve_tags_branches_and_commits() {
 #[test]
 fn exchange_names_resolve_through_an_http_index_and_git_daemon() {
     let sandbox = Sandbox::new();
-    let served = sandbox.path().join("served");
-    fs::create_dir(&served).unwrap();
-    let work = sandbox.path().join("work");
-    fs::create_dir(&work).unwrap();
-    for (name, versions) in [
-        ("hello_st2", &["1.0.0", "1.1.0"][..]),
-        ("with_reqs", &["0.3.0"][..]),
-        ("hello_deps", &["0.2.0"][..]),
-    ] {
-        let repo = pack_repo(&work, name, versions);
-        bare_clone(&repo, &served, name);
-    }
-    let daemon = GitDaemon::serve(&served);
-    let index_dir = sandbox.path().join("index");
-    fs::create_dir(&index_dir).unwrap();
-    write_index(
-        &index_dir.join("index.json"),
-        &[
-            ("hello_st2", &daemon.url("hello_st2.git"), "1.1.0"),
-            ("with_reqs", &daemon.url("with_reqs.git"), "0.3.0"),
-            ("hello_deps", &daemon.url("hello_deps.git"), "0.2.0"),
-        ],
-    );
-    let http = HttpServer::serve(&index_dir);
-    let index_url = http.url("index.json");
+    let served = ServedPacks::start(sandbox.path());
+    let index_url = served.index_url.clone();
 
     // A name with no version installs the index version; its dependencies come along.
     let run = sandbox.install(&["--index-url", &index_url, "--json", "hello_deps"]);

@@ -8,9 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::registry::TestRegistry;
-use common::repos::{bare_clone, copy_fixture, git, pack_repo, write_index};
+use common::repos::{copy_fixture, git, pack_repo};
 use common::run::{Run, Sandbox};
-use common::servers::{GitDaemon, HttpServer, PackageIndex};
+use common::servers::{PackageIndex, ServedPacks};
 use common::wheel::build_wheel;
 use st2pack::lockfile::LockFile;
 
@@ -70,50 +70,6 @@ fn fresh_home(sandbox: &Sandbox, name: &str) -> PathBuf {
     home
 }
 
-/// hello_deps (which depends on hello_st2 and with_reqs by name) served by `git daemon` and
-/// listed in an index served over HTTP.
-struct Served {
-    work: PathBuf,
-    served: PathBuf,
-    index_url: String,
-    _daemon: GitDaemon,
-    _http: HttpServer,
-}
-
-fn serve_three_packs(sandbox: &Sandbox) -> Served {
-    let work = sandbox.path().join("work");
-    let served = sandbox.path().join("served");
-    fs::create_dir_all(&work).unwrap();
-    fs::create_dir_all(&served).unwrap();
-    for (name, versions) in [
-        ("hello_st2", &["1.0.0", "1.1.0"][..]),
-        ("with_reqs", &["0.3.0"][..]),
-        ("hello_deps", &["0.2.0"][..]),
-    ] {
-        let repo = pack_repo(&work, name, versions);
-        bare_clone(&repo, &served, name);
-    }
-    let daemon = GitDaemon::serve(&served);
-    let index_dir = sandbox.path().join("index");
-    fs::create_dir(&index_dir).unwrap();
-    write_index(
-        &index_dir.join("index.json"),
-        &[
-            ("hello_st2", &daemon.url("hello_st2.git"), "1.1.0"),
-            ("with_reqs", &daemon.url("with_reqs.git"), "0.3.0"),
-            ("hello_deps", &daemon.url("hello_deps.git"), "0.2.0"),
-        ],
-    );
-    let http = HttpServer::serve(&index_dir);
-    Served {
-        work,
-        served,
-        index_url: http.url("index.json"),
-        _daemon: daemon,
-        _http: http,
-    }
-}
-
 /// Builds the lock into an OCI layout with an empty cache, and returns the digest.
 fn locked_build(sandbox: &Sandbox, lock: &Path, index_url: &str, machine: &str) -> String {
     let home = fresh_home(sandbox, machine);
@@ -144,7 +100,7 @@ fn locked_build(sandbox: &Sandbox, lock: &Path, index_url: &str, machine: &str) 
 #[test]
 fn a_lock_builds_the_same_image_on_empty_caches_even_after_a_tag_moves() {
     let sandbox = Sandbox::new();
-    let served = serve_three_packs(&sandbox);
+    let served = ServedPacks::start(sandbox.path());
     let lock = sandbox.path().join("st2packs.lock");
     let home = fresh_home(&sandbox, "locker");
     st2pack(

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::extension::{build_backend_sdist, compile_fastmod, host_python};
+use common::extension::{add_target_wheels, build_backend_sdist, compile_fastmod, host_python};
 use common::images::files_containing;
 use common::run::Sandbox;
 use common::wheel::{build_tagged_wheel, build_wheel};
@@ -37,27 +37,7 @@ fn offline(sandbox: &Sandbox, requirements: &[&str]) -> InstallOptions {
 #[test]
 fn a_venv_made_here_for_python_3_9_runs_in_bullseye_at_its_final_path() {
     let sandbox = Sandbox::new();
-    let wheelhouse = sandbox.path().join("wheelhouse");
-    build_wheel(
-        &wheelhouse,
-        "greeter",
-        "1.0",
-        &[(
-            "greeter.py",
-            "def main():\n    print('hello from greeter')\n",
-        )],
-        &[("greet", "greeter:main")],
-        &[],
-    );
-    let fastmod = compile_fastmod(sandbox.path());
-    build_tagged_wheel(
-        &wheelhouse,
-        "fastmod",
-        "1.0",
-        "cp37-abi3-manylinux_2_17_x86_64",
-        &[("fastmod.abi3.so", &fastmod)],
-    );
-    build_backend_sdist(&wheelhouse, "puresdist", "1.0", false);
+    add_target_wheels(&sandbox.path().join("wheelhouse"), sandbox.path());
 
     // The venv is written where the overlay shows it at its final path inside the root.
     let upper = sandbox.path().join("upper");

@@ -9,11 +9,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::extension::{build_backend_sdist, compile_fastmod, host_python};
+use common::extension::{add_target_wheels, build_backend_sdist, host_python};
 use common::images::{CHART_COPY, files_containing, pull_and_unpack, push_busybox_base};
 use common::registry::TestRegistry;
 use common::run::{Run, Sandbox};
-use common::wheel::{build_tagged_wheel, build_wheel};
 use walkdir::WalkDir;
 
 const DESCRIBED: [&str; 4] = [
@@ -23,27 +22,10 @@ const DESCRIBED: [&str; 4] = [
     "x86_64-manylinux_2_31",
 ];
 
-/// Adds to the sandbox's wheelhouse a pure wheel with a console script, a compiled extension
-/// module (stable ABI, manylinux_2_17) and a pure-Python source distribution.
+/// The sandbox's wheelhouse, with what a target runtime's install is tested with added.
 fn fill_wheelhouse(sandbox: &Sandbox) -> PathBuf {
     let wheelhouse = sandbox.wheelhouse();
-    build_wheel(
-        &wheelhouse,
-        "greeter",
-        "1.0",
-        &[("greeter.py", "def main():\n    print('hello')\n")],
-        &[("greet", "greeter:main")],
-        &[],
-    );
-    let fastmod = compile_fastmod(sandbox.path());
-    build_tagged_wheel(
-        &wheelhouse,
-        "fastmod",
-        "1.0",
-        "cp37-abi3-manylinux_2_17_x86_64",
-        &[("fastmod.abi3.so", &fastmod)],
-    );
-    build_backend_sdist(&wheelhouse, "puresdist", "1.0", false);
+    add_target_wheels(&wheelhouse, sandbox.path());
     wheelhouse
 }
 

@@ -180,15 +180,8 @@ pub async fn resolve_origin(
     };
     match &spec.source {
         PackSource::Exchange { name } => {
-            let index = ctx.index().await?;
-            let Some(entry) = index.get(name) else {
-                return Err(unknown_pack_message(name, &index));
-            };
-            let reference = spec
-                .reference
-                .clone()
-                .unwrap_or_else(|| entry.version.clone());
-            remote(entry.repo_url.clone(), Some(reference)).await
+            let (url, reference) = exchange_repo(ctx, name, spec).await?;
+            remote(url, Some(reference)).await
         }
         PackSource::Git { url } => match plain_directory_of_file_url(url) {
             Some(path) => local(path, spec.reference.clone()).await,
@@ -196,6 +189,24 @@ pub async fn resolve_origin(
         },
         PackSource::Local { path } => local(path.clone(), spec.reference.clone()).await,
     }
+}
+
+/// The repository of Exchange pack `name`, and the ref `spec` asks for (its version in the
+/// index when none).
+async fn exchange_repo(
+    ctx: &FetchContext,
+    name: &str,
+    spec: &PackSpec,
+) -> Result<(String, String), String> {
+    let index = ctx.index().await?;
+    let Some(entry) = index.get(name) else {
+        return Err(unknown_pack_message(name, &index));
+    };
+    let reference = spec
+        .reference
+        .clone()
+        .unwrap_or_else(|| entry.version.clone());
+    Ok((entry.repo_url.clone(), reference))
 }
 
 /// Where the files came from.
@@ -222,15 +233,8 @@ impl Origin {
 async fn fetch_into(ctx: &FetchContext, spec: &PackSpec, dest: &Path) -> Result<Origin, String> {
     match &spec.source {
         PackSource::Exchange { name } => {
-            let index = ctx.index().await?;
-            let Some(entry) = index.get(name) else {
-                return Err(unknown_pack_message(name, &index));
-            };
-            let reference = spec
-                .reference
-                .clone()
-                .unwrap_or_else(|| entry.version.clone());
-            fetch_git(ctx, &entry.repo_url, Some(reference), dest).await
+            let (url, reference) = exchange_repo(ctx, name, spec).await?;
+            fetch_git(ctx, &url, Some(reference), dest).await
         }
         // Upstream also accepts file:// for a plain directory (its builder image documents
         // `PACKS=file:///tmp/mypack`): that is copied as it is, like a local path.

@@ -10,6 +10,34 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Adds to `wheelhouse` what a target runtime's install is tested with: a pure wheel `greeter`
+/// with a console script `greet` (printing `hello from greeter`), a compiled extension module
+/// `fastmod` (stable ABI, manylinux_2_17, compiled in `scratch`) and a pure-Python source
+/// distribution `puresdist`.
+pub fn add_target_wheels(wheelhouse: &Path, scratch: &Path) {
+    use super::wheel::{build_tagged_wheel, build_wheel};
+    build_wheel(
+        wheelhouse,
+        "greeter",
+        "1.0",
+        &[(
+            "greeter.py",
+            "def main():\n    print('hello from greeter')\n",
+        )],
+        &[("greet", "greeter:main")],
+        &[],
+    );
+    let fastmod = compile_fastmod(scratch);
+    build_tagged_wheel(
+        wheelhouse,
+        "fastmod",
+        "1.0",
+        "cp37-abi3-manylinux_2_17_x86_64",
+        &[("fastmod.abi3.so", &fastmod)],
+    );
+    build_backend_sdist(wheelhouse, "puresdist", "1.0", false);
+}
+
 /// C for an extension module `fastmod` with `answer() -> 42`, using only the stable ABI.
 pub const FASTMOD_C: &str = r#"#define Py_LIMITED_API 0x03060000
 #include <Python.h>

@@ -322,3 +322,54 @@ fn answer_index(stream: TcpStream, dir: &Path) {
         }
     }
 }
+
+/// The three fixture packs of an Exchange: hello_deps (which depends on hello_st2 and with_reqs
+/// by name) and the two it names, each a git repository (hello_st2 at v1.0.0 and v1.1.0) served
+/// by `git daemon`, listed in an index served over HTTP. Lives as long as the value.
+pub struct ServedPacks {
+    /// The work trees, `work/<pack>`.
+    pub work: PathBuf,
+    /// The bare repositories the daemon serves, `served/<pack>.git`.
+    pub served: PathBuf,
+    pub index_url: String,
+    _daemon: GitDaemon,
+    _http: HttpServer,
+}
+
+impl ServedPacks {
+    /// Makes the repositories and the index under `dir` and serves them.
+    pub fn start(dir: &Path) -> ServedPacks {
+        use super::repos::{bare_clone, pack_repo, write_index};
+        let work = dir.join("work");
+        let served = dir.join("served");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&served).unwrap();
+        for (name, versions) in [
+            ("hello_st2", &["1.0.0", "1.1.0"][..]),
+            ("with_reqs", &["0.3.0"][..]),
+            ("hello_deps", &["0.2.0"][..]),
+        ] {
+            let repo = pack_repo(&work, name, versions);
+            bare_clone(&repo, &served, name);
+        }
+        let daemon = GitDaemon::serve(&served);
+        let index_dir = dir.join("index");
+        std::fs::create_dir(&index_dir).unwrap();
+        write_index(
+            &index_dir.join("index.json"),
+            &[
+                ("hello_st2", &daemon.url("hello_st2.git"), "1.1.0"),
+                ("with_reqs", &daemon.url("with_reqs.git"), "0.3.0"),
+                ("hello_deps", &daemon.url("hello_deps.git"), "0.2.0"),
+            ],
+        );
+        let http = HttpServer::serve(&index_dir);
+        ServedPacks {
+            work,
+            served,
+            index_url: http.url("index.json"),
+            _daemon: daemon,
+            _http: http,
+        }
+    }
+}
