@@ -198,16 +198,24 @@ fn inputs_digest(
     Ok(hex::encode(h.0.finalize()))
 }
 
-/// Hashes the name and content of each file a local `--find-links` path offers: the files of a
-/// directory (not its subdirectories, as pip and uv read it), or the file itself.
+/// Hashes the name and content of each distribution a local `--find-links` path offers: the
+/// wheels and source archives of a directory (not its subdirectories, as pip and uv read it), or
+/// the file itself. Nothing else there is read: installers take nothing else from it.
 fn hash_find_links(h: &mut Hasher, path: &Path) -> Result<(), VenvError> {
+    let is_distribution = |file: &Path| {
+        let name = file.file_name().unwrap_or_default().to_string_lossy();
+        DISTRIBUTION_SUFFIXES
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
+            && file.is_file()
+    };
     let mut files: Vec<PathBuf> = match std::fs::read_dir(path) {
         Ok(entries) => entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|file| file.is_file())
+            .filter(|file| is_distribution(file))
             .collect(),
-        Err(_) if path.is_file() => vec![path.to_path_buf()],
+        Err(_) if is_distribution(path) => vec![path.to_path_buf()],
         Err(_) => {
             h.field("find_links", b"\0missing");
             return Ok(());
@@ -216,13 +224,22 @@ fn hash_find_links(h: &mut Hasher, path: &Path) -> Result<(), VenvError> {
     files.sort();
     h.field("find_links", b"");
     for file in files {
-        let content = std::fs::read(&file).map_err(|e| VenvError::io("read", &file, e))?;
+        let read_error = |e| VenvError::io("read", &file, e);
+        let mut digest = Sha256::new();
+        std::io::copy(
+            &mut std::fs::File::open(&file).map_err(read_error)?,
+            &mut digest,
+        )
+        .map_err(read_error)?;
         let name = file.file_name().map(|n| n.as_bytes()).unwrap_or_default();
         h.field("find_links.file", name);
-        h.field("find_links.sha256", &Sha256::digest(&content));
+        h.field("find_links.sha256", &digest.finalize());
     }
     Ok(())
 }
+
+/// The files an installer takes from a `--find-links` location.
+const DISTRIBUTION_SUFFIXES: [&str; 5] = [".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz"];
 
 fn entry_dir(cache_dir: &Path, key: &str) -> PathBuf {
     cache_dir.join(key)
