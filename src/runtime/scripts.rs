@@ -107,8 +107,21 @@ fn with_shebang(content: Vec<u8>, shebang: &str) -> Vec<u8> {
     out
 }
 
+/// The note uv leaves in the `.dist-info` of a distribution installed from a local path: a
+/// timestamp, which would make two otherwise identical builds differ, so every virtualenv drops
+/// it (here for a target runtime's, in `install::venv` for a native one) with its `RECORD` line.
+pub(crate) const UV_CACHE_NOTE: &str = "uv_cache.json";
+
+/// Whether a path of a `RECORD` line names the [`UV_CACHE_NOTE`].
+pub(crate) fn is_uv_cache_note(path_in_record: &str) -> bool {
+    path_in_record
+        .trim_matches('"')
+        .strip_suffix(UV_CACHE_NOTE)
+        .is_some_and(|dir| dir.ends_with('/'))
+}
+
 /// Points every `bin/NAME` entry of a `RECORD` at the script's new place and content, and drops
-/// uv's `uv_cache.json` (a timestamp that would make two builds differ).
+/// the [`UV_CACHE_NOTE`].
 fn rewrite_records(site_packages: &Path, moved: &[(String, Vec<u8>)]) -> Result<(), RuntimeError> {
     let entries = fs::read_dir(site_packages)
         .map_err(RuntimeError::io(site_packages, "read the directory"))?;
@@ -118,7 +131,7 @@ fn rewrite_records(site_packages: &Path, moved: &[(String, Vec<u8>)]) -> Result<
         if !entry.file_name().to_string_lossy().ends_with(".dist-info") {
             continue;
         }
-        let cache_note = dist_info.join("uv_cache.json");
+        let cache_note = dist_info.join(UV_CACHE_NOTE);
         if cache_note.exists() {
             fs::remove_file(&cache_note).map_err(RuntimeError::io(&cache_note, "remove"))?;
         }
@@ -129,7 +142,7 @@ fn rewrite_records(site_packages: &Path, moved: &[(String, Vec<u8>)]) -> Result<
         let mut rewritten = String::with_capacity(text.len());
         for line in text.lines() {
             let path = line.split(',').next().unwrap_or_default();
-            if path.ends_with("/uv_cache.json") {
+            if is_uv_cache_note(path) {
                 continue;
             }
             let script = path

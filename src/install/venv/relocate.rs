@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use super::VenvError;
+use crate::runtime::scripts::{UV_CACHE_NOTE, is_uv_cache_note};
 
 /// Linux truncates `#!` lines beyond this (distlib's limit, including `#!` and the newline).
 const MAX_SHEBANG: usize = 127;
@@ -83,10 +84,8 @@ pub(crate) fn relocate(dir: &Path, from: &Path, to: &Path) -> Result<Vec<String>
 /// Installers record each installed file's sha256 and size in `*.dist-info/RECORD`. Scripts
 /// rewritten above are re-hashed there, so the record stays true and does not keep the
 /// fingerprint of the staging path (which would make otherwise identical builds differ). uv's
-/// `uv_cache.json` (a timestamp it leaves for a distribution installed from a local path) is
-/// dropped, with its line, for the same reason.
+/// [`UV_CACHE_NOTE`] is dropped, with its line, for the same reason.
 fn refresh_records(dir: &Path, rewritten: &HashSet<PathBuf>) -> Result<(), VenvError> {
-    const UV_CACHE_NOTE: &str = "uv_cache.json";
     for entry in walkdir::WalkDir::new(dir).follow_links(false) {
         let entry = entry.map_err(|e| walk_error(dir, e))?;
         let record = entry.path();
@@ -112,7 +111,7 @@ fn refresh_records(dir: &Path, rewritten: &HashSet<PathBuf>) -> Result<(), VenvE
         for line in text.lines() {
             let mut fields = line.rsplitn(3, ',');
             let (size, hash, file) = (fields.next(), fields.next(), fields.next());
-            if file.is_some_and(|f| f.trim_matches('"').ends_with(&format!("/{UV_CACHE_NOTE}"))) {
+            if file.is_some_and(is_uv_cache_note) {
                 changed = true;
                 continue;
             }
